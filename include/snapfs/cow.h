@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * cow.h - the copy-on-write chain: live reads and writes that preserve
+ * what snapshots still need, and snapshot reads.
+ */
+#ifndef SNAPFS_COW_H
+#define SNAPFS_COW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct backing;
+struct store;
+struct uring_engine;
+struct cow;
+
+/* Chunks handled per preservation batch (bounds memory per request). */
+#define COW_BATCH_CHUNKS 256
+
+/* Builds the chain's in-memory state from the store.  newest_seq is the
+ * newest snapshot still read by someone (0: none).  0 or -errno. */
+int cow_create(struct cow **out, struct backing *b, struct store *s,
+	       struct uring_engine *io, int64_t newest_seq);
+
+void cow_destroy(struct cow *c);
+
+/* Reads live bytes [off, off+len) clipped to the image.  Bytes read or
+ * -errno.  Any thread. */
+ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off);
+
+/* Writes live bytes, first preserving every chunk it touches that a
+ * snapshot still needs.  Bytes written (short at the image's end, -ENOSPC
+ * past it) or -errno; nothing is overwritten unless preserved first. */
+ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
+		       uint64_t off);
+
+/* Punches (zero=false) or zeroes [off, off+len) after preserving it.
+ * 0 or -errno. */
+int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero);
+
+/* Flushes live data to stable storage.  0 or -errno. */
+int cow_flush(struct cow *c);
+
+/* Reads snapshot seq's bytes [off, off+len) clipped to the image; every
+ * preserved chunk's checksum is verified (-EIO on mismatch). */
+ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
+			  uint64_t off);
+
+/* SEEK_DATA / SEEK_HOLE on live (seq 0) or snapshot seq.  The offset or
+ * -ENXIO / -errno. */
+int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence);
+
+/* Waits for every running live write and holds new ones back: the instant
+ * of a snapshot.  Pair with cow_resume(). */
+void cow_quiesce(struct cow *c);
+void cow_resume(struct cow *c);
+
+/*
+ * Sets the newest snapshot (0: none), between cow_quiesce and cow_resume.
+ * A newer one means every chunk must be preserved again before its next
+ * overwrite; an older one (the newest went away) is recomputed from the
+ * store.  0 or -errno.
+ */
+int cow_set_newest(struct cow *c, int64_t newest_seq);
+
+/* Chunks preserved by this process, for status. */
+uint64_t cow_preserved_count(struct cow *c);
+
+#endif

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * ctl.h - the control channel between snapfsctl and the daemon.
+ *
+ * A Unix stream socket named CTL_SOCKET in the store directory; the mount
+ * root's xattr CTL_XATTR names that directory, so users only ever name
+ * the mount point.  One request per connection: a line
+ * "COMMAND [ARG...]\n"; the reply's first line is "ok" or
+ * "error ERRNO MESSAGE", the rest is the output to print as it is.
+ */
+#ifndef SNAPFS_CTL_H
+#define SNAPFS_CTL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define CTL_SOCKET "control"
+#define CTL_XATTR "user.snapfs.store"
+#define CTL_MAX_REQUEST 4096
+
+struct daemon;
+struct ctl;
+
+/* Binds the socket and starts the thread that serves it.  0 or -errno. */
+int ctl_start(struct ctl **out, struct daemon *d);
+
+/* Stops serving, removes the socket. */
+void ctl_stop(struct ctl *c);
+
+/*
+ * Runs one request line for a peer with uid `peer` and returns the whole
+ * reply in *reply (malloc'd, *len bytes).  0, or -ENOMEM.  Any thread.
+ */
+int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
+	       size_t *len);
+
+#endif

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fs.h - the FUSE front end: requests in, module calls, replies out.
+ */
+#ifndef SNAPFS_FS_H
+#define SNAPFS_FS_H
+
+struct daemon;
+struct fs;
+
+/* The largest read or write one request carries. */
+#define FS_MAX_IO (1u << 20)
+
+/* Creates the session and mounts it on d->opts.mountpoint; installs the
+ * SIGTERM/SIGINT/SIGHUP handlers that end the loop.  0 or -errno with a
+ * logged reason. */
+int fs_mount(struct fs **out, struct daemon *d);
+
+/* Serves requests on worker threads until unmounted or signalled.  0 or
+ * -errno. */
+int fs_loop(struct fs *fs);
+
+/* Unmounts (if still mounted) and frees the session. */
+void fs_unmount(struct fs *fs);
+
+#endif

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * snapshot.h - the set of snapshots and their lifecycle: create, open,
+ * delete (deferred while a reader has the image open).
+ */
+#ifndef SNAPFS_SNAPSHOT_H
+#define SNAPFS_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapfs/options.h"
+
+struct backing;
+struct cow;
+struct store;
+struct snapshots;
+
+struct snapshot {
+	int64_t seq;
+	char uuid[37];
+	int64_t created_ns;
+	uint64_t generation;
+	uint64_t size;
+	bool deleted;   /* gone from the tree, still read by an open handle */
+	unsigned opens; /* open handles */
+};
+
+/* Loads the snapshots of the store, finishing deletions an earlier run
+ * left half done.  0 or -errno. */
+int snapshots_load(struct snapshots **out, struct store *s, struct backing *b,
+		   enum durability durability);
+
+/* The newest snapshot the chain must preserve for (0: none). */
+int64_t snapshots_newest(struct snapshots *ss);
+
+/* Connects the chain, once it is built from snapshots_newest(). */
+void snapshots_attach(struct snapshots *ss, struct cow *c);
+
+void snapshots_free(struct snapshots *ss);
+
+/* Takes a snapshot of live.img now; *out describes it.  0 or -errno. */
+int snapshots_create(struct snapshots *ss, struct snapshot *out);
+
+/* Deletes the snapshot named uuid (canonical, lowercase).  It leaves the
+ * tree at once; its data goes when its last reader closes.  0, -ENOENT or
+ * -errno. */
+int snapshots_delete(struct snapshots *ss, const char *uuid);
+
+/* Looks up a visible snapshot by uuid.  0 or -ENOENT. */
+int snapshots_find(struct snapshots *ss, const char *uuid,
+		   struct snapshot *out);
+
+/* Looks up any snapshot by seq, deleted ones still open included. */
+int snapshots_get(struct snapshots *ss, int64_t seq, struct snapshot *out);
+
+/* Counts an open handle on a visible snapshot; 0 or -ENOENT. */
+int snapshots_open(struct snapshots *ss, int64_t seq);
+
+/* Drops an open handle; the last one of a deleted snapshot purges it. */
+void snapshots_release(struct snapshots *ss, int64_t seq);
+
+/* A copy of the visible snapshots, oldest first.  Caller frees *out. */
+int snapshots_list(struct snapshots *ss, struct snapshot **out, size_t *n);
+
+/* Bytes preserved for each snapshot of list[0..n) (from snapshots_list). */
+int snapshots_diff_bytes(struct snapshots *ss, const struct snapshot *list,
+			 size_t n, uint64_t *out);
+
+/* Parses a canonical lowercase uuid; true when s is one. */
+bool snapshot_uuid_valid(const char *s);
+
+#endif

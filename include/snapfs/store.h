@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * store.h - the diff store: a data file of preserved chunks and the SQLite
+ * index that says which snapshot each one serves.
+ */
+#ifndef SNAPFS_STORE_H
+#define SNAPFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapfs/options.h"
+
+struct store;
+
+struct store_config {
+	const char *dir;
+	uint32_t chunk_size;     /* 0: the store's, or the default if new */
+	uint32_t cbt_block_size; /* 0: the store's, or the default if new */
+	uint64_t image_size;
+	const char *backing_id;  /* backing.identity */
+	enum durability durability;
+};
+
+struct store_info {
+	uint32_t chunk_size;
+	uint32_t cbt_block_size;
+	uint64_t image_size;
+	uint64_t generation; /* the open one */
+	bool created;        /* made by this open */
+	bool prev_clean;     /* how the previous run ended */
+};
+
+/* One preserved copy: chunk chunk_idx as it was while snapshot seq was the
+ * newest.  data_off is the byte offset in the data file, -1 for a chunk
+ * of zeros that takes no space. */
+struct chunk_row {
+	uint64_t chunk_idx;
+	int64_t seq;
+	int64_t data_off;
+	uint32_t crc;
+};
+
+struct store_snapshot {
+	int64_t seq; /* order of creation, never reused */
+	char uuid[37];
+	int64_t created_ns;
+	uint64_t generation;
+	uint64_t size;
+	bool deleted; /* removed, kept until its last reader closes */
+};
+
+struct store_event {
+	int64_t time_ns;
+	char kind[32];
+	char detail[224];
+};
+
+/*
+ * Opens the store in cfg->dir, creating it when the directory is missing
+ * or empty, and locks it.  Every check (ownership by this image, unit
+ * sizes, damage) runs before anything is written.  Returns 0, or -errno
+ * with one line in err.
+ */
+int store_open(struct store **out, const struct store_config *cfg, char *err,
+	       size_t err_len);
+
+/* Closes the store; with clean, records a clean shutdown.  Main thread. */
+void store_close(struct store *s, bool clean);
+
+/* The store's fixed parameters and state at open. */
+const struct store_info *store_info(const struct store *s);
+
+/* The data file's descriptor, for the I/O engine. */
+int store_data_fd(const struct store *s);
+
+/* The store directory's path and an open descriptor of it. */
+const char *store_dir(const struct store *s);
+int store_dir_fd(const struct store *s);
+
+/* Reserves a free chunk-sized slot of the data file.  0 or -ENOSPC. */
+int store_slot_alloc(struct store *s, int64_t *data_off);
+
+/* Returns a slot reserved by store_slot_alloc that was never committed. */
+void store_slot_free(struct store *s, int64_t data_off);
+
+/*
+ * Makes rows durable (data file synced, then the index committed, under
+ * durability=full), sharing one sync and one commit with every other
+ * thread committing at the same time.  The slots' data must already be
+ * written.  0 or -errno (-EIO, -ENOSPC); on error none of rows is indexed.
+ */
+int store_commit_chunks(struct store *s, const struct chunk_row *rows,
+			size_t n);
+
+/*
+ * Finds the oldest copy of chunk_idx preserved at or after seq.  0 with
+ * *out, -ENOENT when the snapshot reads the live chunk, or -EIO.
+ */
+int store_find_copy(struct store *s, uint64_t chunk_idx, int64_t seq,
+		    struct chunk_row *out);
+
+/* Calls fn for every chunk that has copies, with its newest copy's seq;
+ * stops at and returns fn's first non-zero result. */
+int store_for_each_chunk(struct store *s,
+			 int (*fn)(void *arg, uint64_t chunk_idx,
+				   int64_t max_seq),
+			 void *arg);
+
+/* Every snapshot row, oldest first, deleted ones included.  Caller frees
+ * *out. */
+int store_list_snapshots(struct store *s, struct store_snapshot **out,
+			 size_t *n);
+
+/* Records a new snapshot of the open generation and opens the next one;
+ * fills snap->seq and snap->generation.  Durable on return. */
+int store_add_snapshot(struct store *s, struct store_snapshot *snap);
+
+/* Marks snapshot seq removed (it disappears at the next mount if the
+ * daemon stops before store_purge_snapshot). */
+int store_mark_deleted(struct store *s, int64_t seq);
+
+/*
+ * Deletes snapshot seq and every copy that no snapshot in live[0..nlive)
+ * (ascending seqs, seq excluded) still reads; frees their space.
+ */
+int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
+			 size_t nlive);
+
+/* Bytes of the data file held for each of live[0..nlive) (ascending):
+ * the copies made while it was the newest snapshot.  out has nlive
+ * entries. */
+int store_diff_bytes(struct store *s, const int64_t *live, size_t nlive,
+		     uint64_t *out);
+
+/* Bytes of the data file in use by preserved chunks. */
+uint64_t store_bytes_used(struct store *s);
+
+/* Appends an event for status (kind: a short word; detail: one line). */
+void store_add_event(struct store *s, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The newest events, oldest first, at most max.  Caller frees *out. */
+int store_list_events(struct store *s, size_t max, struct store_event **out,
+		      size_t *n);
+
+#endif

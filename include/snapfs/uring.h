@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * uring.h - the I/O engine: batches of reads and writes on io_uring.
+ */
+#ifndef SNAPFS_URING_H
+#define SNAPFS_URING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct uring_engine;
+
+/* One transfer of a batch. */
+struct io_op {
+	int fd;
+	bool write;
+	void *buf;
+	size_t len;
+	uint64_t off;
+};
+
+/* Creates an engine whose per-thread rings hold `depth` entries. 0 or
+ * -errno. */
+int uring_engine_create(struct uring_engine **out, unsigned depth);
+
+/* Frees the engine and every ring still open; no thread may use it any
+ * more. */
+void uring_engine_destroy(struct uring_engine *e);
+
+/*
+ * Submits ops[0..n) together on the calling thread's ring and waits for
+ * all of them.  Returns 0 when each op moved all of its bytes, else the
+ * first error as -errno (-EIO for a read that met end of file).  Any
+ * thread; each thread gets its own ring on first use.
+ */
+int uring_run(struct uring_engine *e, struct io_op *ops, unsigned n);
+
+#endif

@@ -1,0 +1,637 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * cow.c - the copy-on-write chain.
+ *
+ * Owns the rules that keep snapshots still: before a chunk that some
+ * snapshot reads live is overwritten, discarded or zeroed, its old bytes
+ * are copied to the store and indexed under the newest snapshot's seq.
+ * That one copy serves every older snapshot that has no copy of its own
+ * in between, so a snapshot S reads, chunk by chunk, the oldest copy at
+ * or after S, or the live chunk when there is none.
+ *
+ * In memory, two bits per chunk keep the hot paths off SQLite:
+ *   preserved  some copy of the chunk exists (else every snapshot reads it
+ *              live, decided without a lookup);
+ *   fresh      a copy at or after the newest snapshot exists (a write needs
+ *              no preservation, decided without a lookup or a lock).
+ * Invariant: fresh implies preserved, and fresh implies that no snapshot
+ * reads the chunk live, so a write to a fresh chunk races with no reader.
+ *
+ * Locking:
+ *   instant   a rwlock: every live write holds it shared from its first
+ *             preservation to its last byte; a snapshot takes it exclusive
+ *             (cow_quiesce), so it holds every write that returned before
+ *             and none that started after.  Writer-preferring, so a stream
+ *             of writes cannot starve a snapshot.
+ *   stripes   rwlocks hashed by chunk: a preservation holds its chunks'
+ *             stripes exclusive from the old bytes' read to the commit; a
+ *             snapshot read holds them shared while it decides between a
+ *             copy and the live chunk and reads.  Taken in ascending
+ *             stripe order, so batches never deadlock.
+ * The bits are set under the stripe lock after the commit (release), and
+ * read with acquire loads.
+ *
+ * Not here: which snapshots exist (snapshot.c), where bytes live on disk
+ * (store.c), how I/O is issued (uring.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "snapfs/backing.h"
+#include "snapfs/cow.h"
+#include "snapfs/crc32c.h"
+#include "snapfs/log.h"
+#include "snapfs/store.h"
+#include "snapfs/uring.h"
+
+#define NSTRIPES 1024
+#define ZERO_WRITE_LEN (1u << 20)
+
+struct cow {
+	struct backing *b;
+	struct store *s;
+	struct uring_engine *io;
+	uint64_t size;
+	uint32_t cs;
+	uint64_t nchunks;
+	uint64_t *fresh;
+	uint64_t *preserved;
+	int64_t newest; /* changes only with instant held exclusive */
+	pthread_rwlock_t instant;
+	pthread_rwlock_t stripes[NSTRIPES];
+	uint64_t preserved_count;
+};
+
+static bool bit_test(const uint64_t *m, uint64_t i)
+{
+	return (__atomic_load_n(&m[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
+}
+
+static void bit_set(uint64_t *m, uint64_t i)
+{
+	__atomic_fetch_or(&m[i / 64], 1ull << (i % 64), __ATOMIC_RELEASE);
+}
+
+static size_t words(uint64_t nbits)
+{
+	return (size_t)((nbits + 63) / 64);
+}
+
+/* The stripes of chunks[0..n), as a set. */
+struct stripe_set {
+	uint64_t bits[NSTRIPES / 64];
+};
+
+static void stripes_of(struct stripe_set *set, const uint64_t *chunks,
+		       size_t n)
+{
+	memset(set, 0, sizeof(*set));
+	for (size_t i = 0; i < n; i++) {
+		unsigned st = (unsigned)(chunks[i] % NSTRIPES);
+
+		set->bits[st / 64] |= 1ull << (st % 64);
+	}
+}
+
+static void stripes_lock(struct cow *c, const struct stripe_set *set,
+			 bool exclusive)
+{
+	for (unsigned st = 0; st < NSTRIPES; st++)
+		if (set->bits[st / 64] >> (st % 64) & 1) {
+			if (exclusive)
+				pthread_rwlock_wrlock(&c->stripes[st]);
+			else
+				pthread_rwlock_rdlock(&c->stripes[st]);
+		}
+}
+
+static void stripes_unlock(struct cow *c, const struct stripe_set *set)
+{
+	for (unsigned st = NSTRIPES; st-- > 0;)
+		if (set->bits[st / 64] >> (st % 64) & 1)
+			pthread_rwlock_unlock(&c->stripes[st]);
+}
+
+static int load_chunk(void *arg, uint64_t chunk_idx, int64_t max_seq)
+{
+	struct cow *c = arg;
+
+	if (chunk_idx >= c->nchunks)
+		return 0; /* cannot happen: the image size is checked */
+	bit_set(c->preserved, chunk_idx);
+	if (c->newest && max_seq >= c->newest)
+		bit_set(c->fresh, chunk_idx);
+	return 0;
+}
+
+int cow_create(struct cow **out, struct backing *b, struct store *s,
+	       struct uring_engine *io, int64_t newest_seq)
+{
+	struct cow *c = calloc(1, sizeof(*c));
+	pthread_rwlockattr_t attr;
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	c->b = b;
+	c->s = s;
+	c->io = io;
+	c->size = b->size;
+	c->cs = store_info(s)->chunk_size;
+	c->nchunks = (c->size + c->cs - 1) / c->cs;
+	c->newest = newest_seq;
+	c->fresh = calloc(words(c->nchunks), sizeof(uint64_t));
+	c->preserved = calloc(words(c->nchunks), sizeof(uint64_t));
+	if (!c->fresh || !c->preserved) {
+		r = -ENOMEM;
+		goto err;
+	}
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&c->instant, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_rwlock_init(&c->stripes[i], NULL);
+	r = store_for_each_chunk(s, load_chunk, c);
+	if (r) {
+		cow_destroy(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+err:
+	free(c->fresh);
+	free(c->preserved);
+	free(c);
+	return r;
+}
+
+void cow_destroy(struct cow *c)
+{
+	if (!c)
+		return;
+	pthread_rwlock_destroy(&c->instant);
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_rwlock_destroy(&c->stripes[i]);
+	free(c->fresh);
+	free(c->preserved);
+	free(c);
+}
+
+static bool is_zero(const unsigned char *p, size_t len)
+{
+	return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
+}
+
+/* Bytes of chunk i inside the image (the last chunk may be short). */
+static size_t chunk_len(const struct cow *c, uint64_t i)
+{
+	uint64_t start = i * c->cs;
+
+	return c->size - start < c->cs ? (size_t)(c->size - start) : c->cs;
+}
+
+/*
+ * Preserves those of chunks[0..n) (ascending) that are still not fresh:
+ * reads their live bytes in one batch, writes them to free slots in one
+ * batch, and commits their rows with the group commit.  Caller holds
+ * instant shared and n <= COW_BATCH_CHUNKS.
+ */
+static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n)
+{
+	struct stripe_set set;
+	struct io_op ops[COW_BATCH_CHUNKS];
+	struct chunk_row rows[COW_BATCH_CHUNKS];
+	unsigned char *buf = NULL;
+	size_t k = 0, nw = 0, i;
+	int r = 0;
+
+	stripes_of(&set, chunks, n);
+	stripes_lock(c, &set, true);
+	for (i = 0; i < n; i++)
+		if (!bit_test(c->fresh, chunks[i]))
+			rows[k++] = (struct chunk_row){ .chunk_idx = chunks[i],
+							.seq = c->newest,
+							.data_off = -1 };
+	if (!k)
+		goto out;
+	buf = aligned_alloc(4096, k * (size_t)c->cs);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < k; i++) {
+		size_t len = chunk_len(c, rows[i].chunk_idx);
+
+		if (len < c->cs)
+			memset(buf + i * c->cs + len, 0, c->cs - len);
+		ops[i] = (struct io_op){ .fd = c->b->fd,
+					 .buf = buf + i * c->cs,
+					 .len = len,
+					 .off = rows[i].chunk_idx * c->cs };
+	}
+	r = uring_run(c->io, ops, (unsigned)k);
+	if (r) {
+		log_error("cow: read chunk %llu for preservation: %s",
+			  (unsigned long long)rows[0].chunk_idx, strerror(-r));
+		goto out;
+	}
+	for (i = 0; i < k && !r; i++) {
+		unsigned char *p = buf + i * c->cs;
+
+		rows[i].crc = crc32c(p, c->cs);
+		if (is_zero(p, c->cs))
+			continue;
+		r = store_slot_alloc(c->s, &rows[i].data_off);
+		if (r)
+			break;
+		ops[nw++] = (struct io_op){ .fd = store_data_fd(c->s),
+					    .write = true,
+					    .buf = p,
+					    .len = c->cs,
+					    .off = (uint64_t)rows[i].data_off };
+	}
+	if (!r && nw)
+		r = uring_run(c->io, ops, (unsigned)nw);
+	if (!r)
+		r = store_commit_chunks(c->s, rows, k);
+	if (r) {
+		log_error("cow: preserve %zu chunks from %llu: %s", k,
+			  (unsigned long long)rows[0].chunk_idx, strerror(-r));
+		for (i = 0; i < k; i++)
+			if (rows[i].data_off >= 0)
+				store_slot_free(c->s, rows[i].data_off);
+		if (r != -ENOSPC && r != -ENOMEM)
+			r = -EIO;
+		goto out;
+	}
+	for (i = 0; i < k; i++) {
+		bit_set(c->preserved, rows[i].chunk_idx);
+		bit_set(c->fresh, rows[i].chunk_idx);
+	}
+	__atomic_fetch_add(&c->preserved_count, k, __ATOMIC_RELAXED);
+out:
+	stripes_unlock(c, &set);
+	free(buf);
+	return r;
+}
+
+/* Preserves every chunk of [off, off+len) a snapshot still needs; caller
+ * holds instant shared. */
+static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len)
+{
+	uint64_t chunks[COW_BATCH_CHUNKS];
+	uint64_t i, last = (off + len - 1) / c->cs;
+	size_t n = 0;
+	int r;
+
+	if (!c->newest)
+		return 0;
+	for (i = off / c->cs; i <= last; i++) {
+		if (bit_test(c->fresh, i))
+			continue;
+		chunks[n++] = i;
+		if (n == COW_BATCH_CHUNKS) {
+			r = cow_preserve(c, chunks, n);
+			if (r)
+				return r;
+			n = 0;
+		}
+	}
+	return n ? cow_preserve(c, chunks, n) : 0;
+}
+
+/* Clips [off, off+len) to the image; returns the new length. */
+static size_t clip(const struct cow *c, size_t len, uint64_t off)
+{
+	if (off >= c->size)
+		return 0;
+	return len > c->size - off ? (size_t)(c->size - off) : len;
+}
+
+ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off)
+{
+	struct io_op op = { .fd = c->b->fd, .buf = buf, .off = off };
+	int r;
+
+	op.len = clip(c, len, off);
+	if (!op.len)
+		return 0;
+	r = uring_run(c->io, &op, 1);
+	return r ? r : (ssize_t)op.len;
+}
+
+ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
+		       uint64_t off)
+{
+	struct io_op op = { .fd = c->b->fd, .write = true, .buf = (void *)buf,
+			    .off = off };
+	int r;
+
+	if (len && off >= c->size)
+		return -ENOSPC;
+	op.len = clip(c, len, off);
+	if (!op.len)
+		return 0;
+	pthread_rwlock_rdlock(&c->instant);
+	r = cow_preserve_range(c, off, op.len);
+	if (!r)
+		r = uring_run(c->io, &op, 1);
+	pthread_rwlock_unlock(&c->instant);
+	if (r)
+		log_error("cow: write %zu bytes at %llu: %s", op.len,
+			  (unsigned long long)off, strerror(-r));
+	return r ? r : (ssize_t)op.len;
+}
+
+/* Writes zeros over [off, off+len) of the backing. */
+static int write_zeros(struct cow *c, uint64_t off, uint64_t len)
+{
+	size_t piece = len < ZERO_WRITE_LEN ? (size_t)len : ZERO_WRITE_LEN;
+	void *z = calloc(1, piece);
+	int r = 0;
+
+	if (!z)
+		return -ENOMEM;
+	while (len && !r) {
+		struct io_op op = { .fd = c->b->fd, .write = true, .buf = z,
+				    .len = len < piece ? (size_t)len : piece,
+				    .off = off };
+
+		r = uring_run(c->io, &op, 1);
+		off += op.len;
+		len -= op.len;
+	}
+	free(z);
+	return r;
+}
+
+int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
+{
+	int mode = FALLOC_FL_KEEP_SIZE |
+		   (zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE);
+	int r;
+
+	len = clip(c, len, off);
+	if (!len)
+		return 0;
+	pthread_rwlock_rdlock(&c->instant);
+	r = cow_preserve_range(c, off, len);
+	if (!r && fallocate(c->b->fd, mode, (off_t)off, (off_t)len) < 0) {
+		r = -errno;
+		/* Reads of the range must return zeros either way. */
+		if (r == -EOPNOTSUPP || r == -EINVAL)
+			r = write_zeros(c, off, len);
+	}
+	pthread_rwlock_unlock(&c->instant);
+	return r;
+}
+
+int cow_flush(struct cow *c)
+{
+	return backing_sync(c->b);
+}
+
+/* Reads and verifies one preserved copy into dst (whole chunk). */
+static int check_copy(struct cow *c, const struct chunk_row *row,
+		      const unsigned char *chunk)
+{
+	if (crc32c(chunk, c->cs) == row->crc)
+		return 0;
+	log_error("cow: checksum mismatch in chunk %llu (copy of snapshot "
+		  "seq %lld at data offset %lld)",
+		  (unsigned long long)row->chunk_idx, (long long)row->seq,
+		  (long long)row->data_off);
+	store_add_event(c->s, "checksum",
+			"preserved chunk %llu at data offset %lld failed its "
+			"checksum",
+			(unsigned long long)row->chunk_idx,
+			(long long)row->data_off);
+	return -EIO;
+}
+
+/* One window of a snapshot read: chunks first..last, all locked. */
+static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
+				uint64_t off, uint64_t end, uint64_t first,
+				uint64_t last)
+{
+	struct io_op ops[COW_BATCH_CHUNKS];
+	struct chunk_row rows[COW_BATCH_CHUNKS];
+	unsigned char *tmp = NULL;
+	size_t nops = 0, ncopies = 0, i;
+	uint64_t ch;
+	int r = 0;
+
+	tmp = malloc((size_t)(last - first + 1) * c->cs);
+	if (!tmp)
+		return -ENOMEM;
+	for (ch = first; ch <= last; ch++) {
+		uint64_t cstart = ch * c->cs;
+		uint64_t a = cstart > off ? cstart : off;
+		uint64_t e = cstart + c->cs < end ? cstart + c->cs : end;
+		struct chunk_row row;
+
+		r = bit_test(c->preserved, ch)
+			    ? store_find_copy(c->s, ch, seq, &row)
+			    : -ENOENT;
+		if (r == -ENOENT) {
+			struct io_op *prev = nops ? &ops[nops - 1] : NULL;
+
+			r = 0;
+			if (prev && prev->fd == c->b->fd &&
+			    prev->off + prev->len == a) {
+				prev->len += (size_t)(e - a);
+				continue;
+			}
+			ops[nops++] = (struct io_op){ .fd = c->b->fd,
+						      .buf = buf + (a - off),
+						      .len = (size_t)(e - a),
+						      .off = a };
+			continue;
+		}
+		if (r)
+			goto out;
+		if (row.data_off < 0) {
+			memset(buf + (a - off), 0, (size_t)(e - a));
+			continue;
+		}
+		rows[ncopies] = row;
+		ops[nops++] = (struct io_op){ .fd = store_data_fd(c->s),
+					      .buf = tmp + ncopies * c->cs,
+					      .len = c->cs,
+					      .off = (uint64_t)row.data_off };
+		ncopies++;
+	}
+	r = uring_run(c->io, ops, (unsigned)nops);
+	if (r)
+		goto out;
+	for (i = 0; i < ncopies; i++) {
+		uint64_t cstart = rows[i].chunk_idx * c->cs;
+		uint64_t a = cstart > off ? cstart : off;
+		uint64_t e = cstart + c->cs < end ? cstart + c->cs : end;
+
+		r = check_copy(c, &rows[i], tmp + i * c->cs);
+		if (r)
+			goto out;
+		memcpy(buf + (a - off), tmp + i * c->cs + (a - cstart),
+		       (size_t)(e - a));
+	}
+out:
+	free(tmp);
+	return r;
+}
+
+ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
+			  uint64_t off)
+{
+	uint64_t first, last, end;
+	int r = 0;
+
+	len = clip(c, len, off);
+	if (!len)
+		return 0;
+	end = off + len;
+	first = off / c->cs;
+	last = (end - 1) / c->cs;
+	while (first <= last && !r) {
+		uint64_t wlast = last - first >= COW_BATCH_CHUNKS
+					 ? first + COW_BATCH_CHUNKS - 1
+					 : last;
+		uint64_t chunks[COW_BATCH_CHUNKS];
+		uint64_t woff = first * c->cs > off ? first * c->cs : off;
+		uint64_t wend = (wlast + 1) * c->cs < end ? (wlast + 1) * c->cs
+							  : end;
+		struct stripe_set set;
+
+		for (uint64_t ch = first; ch <= wlast; ch++)
+			chunks[ch - first] = ch;
+		stripes_of(&set, chunks, (size_t)(wlast - first + 1));
+		stripes_lock(c, &set, false);
+		r = read_snapshot_window(c, seq, (unsigned char *)buf +
+							 (woff - off),
+					 woff, wend, first, wlast);
+		stripes_unlock(c, &set);
+		first = wlast + 1;
+	}
+	if (r) {
+		log_error("cow: read snapshot seq %lld, %zu bytes at %llu: %s",
+			  (long long)seq, len, (unsigned long long)off,
+			  strerror(-r));
+		return r == -ENOMEM ? r : -EIO;
+	}
+	return (ssize_t)len;
+}
+
+/* True when snapshot seq reads chunk ch from a copy. */
+static bool has_copy(struct cow *c, uint64_t ch, int64_t seq)
+{
+	struct chunk_row row;
+
+	return bit_test(c->preserved, ch) &&
+	       store_find_copy(c->s, ch, seq, &row) == 0;
+}
+
+/* The first chunk at or after ch whose preserved bit is set, or nchunks. */
+static uint64_t next_preserved(struct cow *c, uint64_t ch)
+{
+	while (ch < c->nchunks) {
+		uint64_t w = __atomic_load_n(&c->preserved[ch / 64],
+					     __ATOMIC_ACQUIRE) >>
+			     (ch % 64);
+
+		if (w)
+			return ch + (uint64_t)__builtin_ctzll(w);
+		ch = (ch / 64 + 1) * 64;
+	}
+	return c->nchunks;
+}
+
+/* lseek on the backing, with the end of the image for "no more data". */
+static int64_t backing_seek(struct cow *c, uint64_t off, int whence)
+{
+	off_t r = lseek(c->b->fd, (off_t)off, whence);
+
+	if (r < 0)
+		return errno == ENXIO ? (int64_t)c->size : -errno;
+	return r > (off_t)c->size ? (int64_t)c->size : (int64_t)r;
+}
+
+int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence)
+{
+	if (off >= c->size)
+		return -ENXIO;
+	if (!seq) {
+		int64_t r = backing_seek(c, off, whence);
+
+		if (whence == SEEK_DATA && r == (int64_t)c->size)
+			return -ENXIO;
+		return r;
+	}
+	while (off < c->size) {
+		uint64_t ch = off / c->cs, cend = (ch + 1) * c->cs;
+		int64_t d;
+
+		if (has_copy(c, ch, seq)) {
+			if (whence == SEEK_DATA)
+				return (int64_t)off;
+			off = cend;
+			continue;
+		}
+		d = backing_seek(c, off, whence);
+		if (d < 0)
+			return d;
+		if (whence == SEEK_HOLE) {
+			if ((uint64_t)d < cend)
+				return d;
+			off = (uint64_t)d; /* data all the way to d */
+			continue;
+		}
+		if ((uint64_t)d < cend && (uint64_t)d < c->size)
+			return d;
+		/* No live data in this chunk: the next candidate is the
+		 * chunk holding live data or the next one with copies. */
+		uint64_t np = next_preserved(c, ch + 1);
+		uint64_t nd = (uint64_t)d < c->size ? (uint64_t)d / c->cs
+						    : c->nchunks;
+
+		if (np >= c->nchunks && nd >= c->nchunks)
+			break;
+		off = (np < nd ? np : nd) * c->cs;
+	}
+	return whence == SEEK_HOLE ? (int64_t)c->size : -ENXIO;
+}
+
+void cow_quiesce(struct cow *c)
+{
+	pthread_rwlock_wrlock(&c->instant);
+}
+
+void cow_resume(struct cow *c)
+{
+	pthread_rwlock_unlock(&c->instant);
+}
+
+int cow_set_newest(struct cow *c, int64_t newest_seq)
+{
+	int64_t old = c->newest;
+
+	c->newest = newest_seq;
+	if (newest_seq > old) {
+		memset(c->fresh, 0, words(c->nchunks) * sizeof(uint64_t));
+		return 0;
+	}
+	if (newest_seq == old || !newest_seq)
+		return 0;
+	memset(c->fresh, 0, words(c->nchunks) * sizeof(uint64_t));
+	return store_for_each_chunk(c->s, load_chunk, c);
+}
+
+uint64_t cow_preserved_count(struct cow *c)
+{
+	return __atomic_load_n(&c->preserved_count, __ATOMIC_RELAXED);
+}

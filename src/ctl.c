@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * ctl.c - the daemon's side of the control channel.
+ *
+ * Owns the socket STORE/control and one thread that accepts connections
+ * and serves them one at a time: a request is a single line, the reply is
+ * written and the connection closed.  Requests are few and short (create,
+ * delete, list, status), so one thread is enough and gives a total order.
+ *
+ * Access: the peer's credentials (SO_PEERCRED) must be root or the user
+ * that mounted, the only ones who may write live.img; a read-only mount
+ * refuses create.  The store directory is 0700 besides.
+ *
+ * The socket is bound through /proc/self/fd/DIRFD so that a store path of
+ * any length works.  A stale socket from a killed daemon is replaced: the
+ * store lock proves no other daemon owns it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapfs/ctl.h"
+#include "snapfs/daemon.h"
+#include "snapfs/log.h"
+#include "snapfs/snapshot.h"
+#include "snapfs/store.h"
+
+#define EVENTS_SHOWN 20
+
+struct ctl {
+	struct daemon *d;
+	int fd;
+	pthread_t thread;
+};
+
+static void iso_time(int64_t ns, char out[32])
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Writes s as a JSON string. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static int cmd_create(struct daemon *d, FILE *out)
+{
+	struct snapshot snap;
+	int r;
+
+	if (d->opts.ro)
+		return -EROFS;
+	r = snapshots_create(d->snaps, &snap);
+	if (r)
+		return r;
+	fprintf(out, "ok\n%s\n", snap.uuid);
+	return 0;
+}
+
+static int cmd_delete(struct daemon *d, char **args, int nargs, FILE *out,
+		      char *msg, size_t msg_len)
+{
+	int r;
+
+	if (nargs < 1) {
+		snprintf(msg, msg_len, "delete needs a snapshot uuid");
+		return -EINVAL;
+	}
+	for (int i = 0; i < nargs; i++)
+		if (!snapshot_uuid_valid(args[i])) {
+			snprintf(msg, msg_len, "'%s' is not a snapshot uuid",
+				 args[i]);
+			return -EINVAL;
+		}
+	for (int i = 0; i < nargs; i++) {
+		r = snapshots_delete(d->snaps, args[i]);
+		if (r) {
+			snprintf(msg, msg_len, "snapshot %s: %s", args[i],
+				 r == -ENOENT ? "no such snapshot"
+					      : strerror(-r));
+			return r;
+		}
+	}
+	fputs("ok\n", out);
+	return 0;
+}
+
+static int cmd_list(struct daemon *d, bool json, FILE *out)
+{
+	struct snapshot *v;
+	uint64_t *bytes;
+	size_t n;
+	int r;
+
+	r = snapshots_list(d->snaps, &v, &n);
+	if (r)
+		return r;
+	bytes = calloc(n ? n : 1, sizeof(*bytes));
+	r = bytes ? snapshots_diff_bytes(d->snaps, v, n, bytes) : -ENOMEM;
+	if (r)
+		goto out;
+	fputs("ok\n", out);
+	if (!json)
+		fputs("uuid created generation diff_bytes\n", out);
+	else
+		fputc('[', out);
+	for (size_t i = 0; i < n; i++) {
+		char when[32];
+
+		iso_time(v[i].created_ns, when);
+		if (!json) {
+			fprintf(out, "%s %s %" PRIu64 " %" PRIu64 "\n",
+				v[i].uuid, when, v[i].generation, bytes[i]);
+			continue;
+		}
+		fprintf(out,
+			"%s\n  {\"uuid\": \"%s\", \"created\": \"%s\", "
+			"\"generation\": %" PRIu64 ", \"size\": %" PRIu64
+			", \"diff_bytes\": %" PRIu64 "}",
+			i ? "," : "", v[i].uuid, when, v[i].generation,
+			v[i].size, bytes[i]);
+	}
+	if (json)
+		fputs(n ? "\n]\n" : "]\n", out);
+out:
+	free(bytes);
+	free(v);
+	return r;
+}
+
+static int cmd_status(struct daemon *d, bool json, FILE *out)
+{
+	const struct store_info *si = store_info(d->store);
+	struct store_event *ev = NULL;
+	struct snapshot *snaps = NULL;
+	size_t nev = 0, nsnaps = 0;
+	const char *dur = d->opts.durability == DURABILITY_FULL ? "full"
+								 : "process";
+	const char *onfull = d->opts.on_full == ON_FULL_DROP_OLDEST
+				     ? "drop-oldest"
+				     : "fail-writes";
+	uint64_t used = store_bytes_used(d->store);
+	int r;
+
+	r = snapshots_list(d->snaps, &snaps, &nsnaps);
+	if (!r)
+		r = store_list_events(d->store, EVENTS_SHOWN, &ev, &nev);
+	if (r)
+		goto out;
+	fputs("ok\n", out);
+	if (json) {
+		fputs("{\"backing\": ", out);
+		json_str(out, d->backing.path);
+		fputs(", \"store\": ", out);
+		json_str(out, d->store_path);
+		fprintf(out,
+			", \"size\": %" PRIu64 ", \"chunk_size\": %u, "
+			"\"cbt_block_size\": %u, \"generation\": %" PRIu64
+			", \"snapshots\": %zu, \"diff_bytes\": %" PRIu64
+			", \"diff_max\": %" PRIu64 ", \"on_full\": \"%s\", "
+			"\"durability\": \"%s\", \"read_only\": %s, "
+			"\"clean_shutdown\": %s, \"events\": [",
+			d->backing.size, si->chunk_size, si->cbt_block_size,
+			si->generation, nsnaps, used, d->opts.diff_max, onfull,
+			dur, d->opts.ro ? "true" : "false",
+			si->prev_clean ? "true" : "false");
+		for (size_t i = 0; i < nev; i++) {
+			char when[32];
+
+			iso_time(ev[i].time_ns, when);
+			fprintf(out, "%s{\"time\": \"%s\", \"kind\": ",
+				i ? ", " : "", when);
+			json_str(out, ev[i].kind);
+			fputs(", \"detail\": ", out);
+			json_str(out, ev[i].detail);
+			fputc('}', out);
+		}
+		fputs("]}\n", out);
+		goto out;
+	}
+	fprintf(out,
+		"backing:         %s\n"
+		"store:           %s\n"
+		"size:            %" PRIu64 " bytes\n"
+		"chunk_size:      %u\n"
+		"cbt_block_size:  %u\n"
+		"generation:      %" PRIu64 " (open)\n"
+		"snapshots:       %zu\n"
+		"diff_bytes:      %" PRIu64 "\n",
+		d->backing.path, d->store_path, d->backing.size,
+		si->chunk_size, si->cbt_block_size, si->generation, nsnaps,
+		used);
+	if (d->opts.diff_max)
+		fprintf(out, "diff_max:        %" PRIu64 " (on_full=%s)\n",
+			d->opts.diff_max, onfull);
+	else
+		fprintf(out, "diff_max:        0 (no limit, on_full=%s)\n",
+			onfull);
+	fprintf(out,
+		"durability:      %s\n"
+		"read_only:       %s\n"
+		"clean_shutdown:  %s\n"
+		"events:%s\n",
+		dur, d->opts.ro ? "yes" : "no",
+		si->prev_clean ? "yes" : "no (the previous run was cut off)",
+		nev ? "" : "          none");
+	for (size_t i = 0; i < nev; i++) {
+		char when[32];
+
+		iso_time(ev[i].time_ns, when);
+		fprintf(out, "  %s %s: %s\n", when, ev[i].kind, ev[i].detail);
+	}
+out:
+	free(ev);
+	free(snaps);
+	return r;
+}
+
+/* Splits line into words in place; returns the count (at most max). */
+static int split_words(char *line, char **words, int max)
+{
+	int n = 0;
+	char *save = NULL;
+
+	for (char *w = strtok_r(line, " \t\r\n", &save); w && n < max;
+	     w = strtok_r(NULL, " \t\r\n", &save))
+		words[n++] = w;
+	return n;
+}
+
+int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
+	       size_t *len)
+{
+	char *copy = strndup(line, CTL_MAX_REQUEST), *words[64];
+	char msg[256] = "";
+	FILE *out;
+	int n, r;
+
+	*reply = NULL;
+	out = open_memstream(reply, len);
+	if (!copy || !out) {
+		free(copy);
+		if (out)
+			fclose(out);
+		free(*reply);
+		return -ENOMEM;
+	}
+	n = split_words(copy, words, 64);
+	if (peer != 0 && peer != getuid()) {
+		r = -EACCES;
+		snprintf(msg, sizeof(msg),
+			 "only root or the user who mounted may control this "
+			 "mount");
+	} else if (n == 0) {
+		r = -EINVAL;
+		snprintf(msg, sizeof(msg), "empty request");
+	} else if (!strcmp(words[0], "create") && n == 1) {
+		r = cmd_create(d, out);
+		if (r == -EROFS)
+			snprintf(msg, sizeof(msg),
+				 "live.img is mounted read-only");
+	} else if (!strcmp(words[0], "delete")) {
+		r = cmd_delete(d, words + 1, n - 1, out, msg, sizeof(msg));
+	} else if (!strcmp(words[0], "list") && n == 1) {
+		r = cmd_list(d, false, out);
+	} else if (!strcmp(words[0], "list-json") && n == 1) {
+		r = cmd_list(d, true, out);
+	} else if (!strcmp(words[0], "status") && n == 1) {
+		r = cmd_status(d, false, out);
+	} else if (!strcmp(words[0], "status-json") && n == 1) {
+		r = cmd_status(d, true, out);
+	} else {
+		r = -EINVAL;
+		snprintf(msg, sizeof(msg), "unknown request '%.64s'", words[0]);
+	}
+	fclose(out);
+	free(copy);
+	if (!r)
+		return 0;
+	/* Whatever a failed command began to write is dropped. */
+	free(*reply);
+	n = asprintf(reply, "error %d %s\n", -r, msg[0] ? msg : strerror(-r));
+	if (n < 0) {
+		*reply = NULL;
+		return -ENOMEM;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Serves one connection: read a line, answer it, close. */
+static void serve(struct ctl *c, int fd)
+{
+	char buf[CTL_MAX_REQUEST + 1];
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct timeval tv = { .tv_sec = 5 };
+	size_t got = 0, len = 0, off = 0;
+	char *reply = NULL;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
+		return;
+	while (got < CTL_MAX_REQUEST && !memchr(buf, '\n', got)) {
+		ssize_t n = read(fd, buf + got, CTL_MAX_REQUEST - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	if (ctl_handle(c->d, cred.uid, buf, &reply, &len))
+		return;
+	while (off < len) {
+		ssize_t n = write(fd, reply + off, len - off);
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	free(reply);
+}
+
+static void *ctl_thread(void *arg)
+{
+	struct ctl *c = arg;
+
+	for (;;) {
+		int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break; /* shut down */
+		}
+		serve(c, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+/* Fills addr with the socket's path through the store's descriptor. */
+static void socket_addr(const struct daemon *d, struct sockaddr_un *addr)
+{
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	snprintf(addr->sun_path, sizeof(addr->sun_path),
+		 "/proc/self/fd/%d/" CTL_SOCKET, store_dir_fd(d->store));
+}
+
+int ctl_start(struct ctl **out, struct daemon *d)
+{
+	struct ctl *c = calloc(1, sizeof(*c));
+	struct sockaddr_un addr;
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	c->d = d;
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		r = -errno;
+		goto err;
+	}
+	unlinkat(store_dir_fd(d->store), CTL_SOCKET, 0);
+	socket_addr(d, &addr);
+	if (bind(c->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    listen(c->fd, 16) < 0) {
+		r = -errno;
+		goto err_close;
+	}
+	r = -pthread_create(&c->thread, NULL, ctl_thread, c);
+	if (r)
+		goto err_unlink;
+	*out = c;
+	return 0;
+err_unlink:
+	unlinkat(store_dir_fd(d->store), CTL_SOCKET, 0);
+err_close:
+	close(c->fd);
+err:
+	log_error("ctl: cannot serve %s/%s: %s", d->store_path, CTL_SOCKET,
+		  strerror(-r));
+	free(c);
+	return r;
+}
+
+void ctl_stop(struct ctl *c)
+{
+	if (!c)
+		return;
+	shutdown(c->fd, SHUT_RDWR);
+	pthread_join(c->thread, NULL);
+	close(c->fd);
+	unlinkat(store_dir_fd(c->d->store), CTL_SOCKET, 0);
+	free(c);
+}

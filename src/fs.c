@@ -1,0 +1,603 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * fs.c - the FUSE front end.
+ *
+ * Owns the low-level FUSE session: it turns each request into a call on
+ * tree.c (names, attributes), cow.c (data) or snapshot.c (open, delete)
+ * and the result into a reply; errors become errno here and nowhere else.
+ * It is the only file that includes fuse_lowlevel.h.
+ *
+ * Threads: libfuse's multithreaded loop; handlers run on its workers and
+ * block on their own I/O batch.  The kernel's write-back cache stays off
+ * (a snapshot must hold every write that returned, in the order the
+ * writer made them), but live.img keeps its page cache between opens
+ * (every change goes through this mount) and snapshot images, which never
+ * change, keep theirs too.  live.img is opened with parallel direct writes
+ * so that O_DIRECT writers at a queue depth really run in parallel.
+ *
+ * The root directory answers getxattr("user.snapfs.store") with the store
+ * directory, where snapfsctl finds the control socket.
+ */
+#define FUSE_USE_VERSION 314
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "snapfs/cow.h"
+#include "snapfs/daemon.h"
+#include "snapfs/fs.h"
+#include "snapfs/log.h"
+#include "snapfs/snapshot.h"
+#include "snapfs/store.h"
+#include "snapfs/tree.h"
+
+#ifndef FOPEN_PARALLEL_DIRECT_WRITES
+#define FOPEN_PARALLEL_DIRECT_WRITES (1 << 6)
+#endif
+#ifndef FOPEN_KEEP_CACHE
+#define FOPEN_KEEP_CACHE (1 << 1)
+#endif
+
+#define XATTR_STORE "user.snapfs.store"
+#define FIXED_TIMEOUT 86400.0 /* the fixed entries never change */
+
+struct fs {
+	struct daemon *d;
+	struct fuse_session *se;
+	bool mounted;
+};
+
+static struct daemon *req_daemon(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Attribute and entry timeouts: snapshot names come and go, so their
+ * entries are not cached; their attributes never change. */
+static double entry_timeout(uint64_t ino)
+{
+	return tree_kind_of(ino) == TREE_SNAPSHOT ? 0.0 : FIXED_TIMEOUT;
+}
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_write = FS_MAX_IO;
+	conn->max_readahead = FS_MAX_IO;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ASYNC_DIO)
+		conn->want |= FUSE_CAP_ASYNC_DIO;
+}
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct daemon *d = req_daemon(req);
+	struct fuse_entry_param e;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	r = tree_lookup(&d->tree, parent, name, &e.attr);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	e.ino = e.attr.st_ino;
+	e.attr_timeout = FIXED_TIMEOUT;
+	e.entry_timeout = entry_timeout(e.ino);
+	fuse_reply_entry(req, &e);
+}
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = tree_getattr(&req_daemon(req)->tree, ino, &st);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, FIXED_TIMEOUT);
+}
+
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			  int to_set, struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = tree_getattr(&d->tree, ino, &st);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (tree_kind_of(ino) == TREE_SNAPSHOT) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	/* The image's size is the backing's; touching times is harmless
+	 * and ignored; everything else is refused. */
+	if ((to_set & FUSE_SET_ATTR_SIZE) &&
+	    (tree_kind_of(ino) != TREE_LIVE || attr->st_size != st.st_size)) {
+		fuse_reply_err(req, d->opts.ro ? EROFS : EPERM);
+		return;
+	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+		      FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	fuse_reply_attr(req, &st, FIXED_TIMEOUT);
+}
+
+static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			  off_t off, struct fuse_file_info *fi)
+{
+	struct tree_dirent *ents;
+	size_t n, used = 0;
+	char *buf;
+	int r;
+
+	(void)fi;
+	r = tree_readdir(&req_daemon(req)->tree, ino, &ents, &n);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		free(ents);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < n; i++) {
+		struct stat st = { .st_ino = ents[i].ino,
+				   .st_mode = ents[i].mode };
+		size_t len = fuse_add_direntry(req, buf + used, size - used,
+					       ents[i].name, &st,
+					       (off_t)(i + 1));
+
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+	free(ents);
+}
+
+/* Replies to an open with flags libfuse 3.14 cannot express
+ * (FOPEN_PARALLEL_DIRECT_WRITES): struct fuse_open_out by hand. */
+static void reply_open_flags(fuse_req_t req, uint64_t fh, uint32_t flags)
+{
+	struct {
+		uint64_t fh;
+		uint32_t open_flags;
+		uint32_t padding;
+	} out = { fh, flags, 0 };
+	struct iovec iov = { &out, sizeof(out) };
+
+	fuse_reply_iov(req, &iov, 1);
+}
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	bool wants_write = (fi->flags & O_ACCMODE) != O_RDONLY ||
+			   (fi->flags & O_TRUNC);
+	int r;
+
+	switch (tree_kind_of(ino)) {
+	case TREE_LIVE:
+		if (wants_write && d->opts.ro) {
+			fuse_reply_err(req, EROFS);
+			return;
+		}
+		reply_open_flags(req, 0,
+				 FOPEN_KEEP_CACHE |
+					 FOPEN_PARALLEL_DIRECT_WRITES);
+		return;
+	case TREE_SNAPSHOT:
+		if (wants_write) {
+			fuse_reply_err(req, EROFS);
+			return;
+		}
+		r = snapshots_open(d->snaps, tree_snapshot_seq(ino));
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		fi->fh = (uint64_t)tree_snapshot_seq(ino);
+		fi->keep_cache = 1;
+		if (fuse_reply_open(req, fi))
+			snapshots_release(d->snaps, (int64_t)fi->fh);
+		return;
+	case TREE_NONE:
+		fuse_reply_err(req, ENOENT);
+		return;
+	default:
+		fuse_reply_err(req, EISDIR);
+	}
+}
+
+static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	if (tree_kind_of(ino) == TREE_SNAPSHOT)
+		snapshots_release(req_daemon(req)->snaps, (int64_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	ssize_t n;
+	void *buf;
+
+	if (size > FS_MAX_IO)
+		size = FS_MAX_IO;
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (tree_kind_of(ino) == TREE_LIVE)
+		n = cow_read_live(d->cow, buf, size, (uint64_t)off);
+	else if (tree_kind_of(ino) == TREE_SNAPSHOT)
+		n = cow_read_snapshot(d->cow, (int64_t)fi->fh, buf, size,
+				      (uint64_t)off);
+	else
+		n = -EISDIR;
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+			size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	ssize_t n;
+
+	(void)fi;
+	if (tree_kind_of(ino) != TREE_LIVE) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (d->opts.ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	n = cow_write_live(d->cow, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void fs_op_flush(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)datasync;
+	(void)fi;
+	if (tree_kind_of(ino) == TREE_LIVE)
+		fuse_reply_err(req, -cow_flush(req_daemon(req)->cow));
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			    off_t off, off_t len, struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	int r;
+
+	(void)fi;
+	if (tree_kind_of(ino) != TREE_LIVE || d->opts.ro) {
+		fuse_reply_err(req, tree_kind_of(ino) == TREE_LIVE ||
+						    tree_kind_of(ino) ==
+							    TREE_SNAPSHOT
+					    ? EROFS
+					    : EISDIR);
+		return;
+	}
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	mode &= ~FALLOC_FL_KEEP_SIZE;
+	if (mode == FALLOC_FL_PUNCH_HOLE)
+		r = cow_discard(d->cow, (uint64_t)off, (uint64_t)len, false);
+	else if (mode == FALLOC_FL_ZERO_RANGE)
+		r = cow_discard(d->cow, (uint64_t)off, (uint64_t)len, true);
+	else if (mode == 0)
+		/* Allocation changes no byte; only the size is fixed. */
+		r = (uint64_t)off + (uint64_t)len > d->backing.size ? -EFBIG
+								    : 0;
+	else
+		r = -EOPNOTSUPP;
+	fuse_reply_err(req, -r);
+}
+
+static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+			struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	int64_t seq = tree_kind_of(ino) == TREE_SNAPSHOT ? (int64_t)fi->fh : 0;
+	int64_t r;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	r = cow_seek(d->cow, seq, (uint64_t)off, whence);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_lseek(req, (off_t)r);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct daemon *d = req_daemon(req);
+	char uuid[37];
+
+	if (tree_kind_of(parent) != TREE_SNAPDIR) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (strlen(name) != 40 || strcmp(name + 36, ".img")) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	memcpy(uuid, name, 36);
+	uuid[36] = '\0';
+	fuse_reply_err(req, -snapshots_delete(d->snaps, uuid));
+}
+
+static void fs_op_refuse(fuse_req_t req, fuse_ino_t parent)
+{
+	fuse_reply_err(req, tree_kind_of(parent) == TREE_SNAPDIR ? EROFS
+								  : EPERM);
+}
+
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, dev_t rdev)
+{
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	fs_op_refuse(req, parent);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode)
+{
+	(void)name;
+	(void)mode;
+	fs_op_refuse(req, parent);
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 mode_t mode, struct fuse_file_info *fi)
+{
+	(void)name;
+	(void)mode;
+	(void)fi;
+	fs_op_refuse(req, parent);
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)name;
+	fs_op_refuse(req, parent);
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname,
+			 unsigned int flags)
+{
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	fs_op_refuse(req, parent);
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct daemon *d = req_daemon(req);
+	struct statvfs sv;
+
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_blocks = (d->backing.size + 4095) / 4096;
+	sv.f_files = 4;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   size_t size)
+{
+	struct daemon *d = req_daemon(req);
+	const char *v = d->store_path;
+	size_t len = strlen(v);
+
+	if (ino != TREE_INO_ROOT || strcmp(name, XATTR_STORE)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	if (!size)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, v, len);
+}
+
+static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char names[] = XATTR_STORE;
+
+	if (ino != TREE_INO_ROOT)
+		fuse_reply_buf(req, NULL, 0);
+	else if (!size)
+		fuse_reply_xattr(req, sizeof(names));
+	else if (size < sizeof(names))
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, names, sizeof(names));
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readdir = fs_op_readdir,
+	.open = fs_op_open,
+	.release = fs_op_release,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.fsync = fs_op_fsync,
+	.fallocate = fs_op_fallocate,
+	.lseek = fs_op_lseek,
+	.unlink = fs_op_unlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.create = fs_op_create,
+	.rmdir = fs_op_rmdir,
+	.rename = fs_op_rename,
+	.statfs = fs_op_statfs,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+};
+
+static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	enum log_level l = level <= FUSE_LOG_ERR	 ? LOG_LVL_ERROR
+			   : level <= FUSE_LOG_WARNING ? LOG_LVL_WARN
+			   : level <= FUSE_LOG_INFO    ? LOG_LVL_INFO
+						       : LOG_LVL_DEBUG;
+
+	log_vwrite(l, fmt, ap);
+}
+
+/* The -o list handed to libfuse: the user's FUSE options plus ours. */
+static char *mount_opts(const struct daemon *d)
+{
+	const char *user = d->opts.fuse_opts;
+	bool has_fsname = strstr(user, "fsname=") != NULL;
+	bool other = strstr(user, "allow_other") != NULL;
+	size_t len = strlen(user) + strlen(d->backing.path) + 96;
+	char *s = malloc(len);
+
+	if (!s)
+		return NULL;
+	snprintf(s, len, "%s%ssubtype=snapfs%s%s%s%s", user, *user ? "," : "",
+		 has_fsname ? "" : ",fsname=", has_fsname ? "" : d->backing.path,
+		 d->opts.ro ? ",ro" : "",
+		 other && !strstr(user, "default_permissions")
+			 ? ",default_permissions"
+			 : "");
+	return s;
+}
+
+int fs_mount(struct fs **out, struct daemon *d)
+{
+	char *opts = mount_opts(d);
+	char *argv[5] = { "snapfs", "-o", opts, NULL, NULL };
+	struct fuse_args args;
+	struct fs *fs;
+	int argc = 3;
+
+	if (!opts)
+		return -ENOMEM;
+	if (d->opts.debug)
+		argv[argc++] = "-d";
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	fuse_set_log_func(fs_log);
+	fs = calloc(1, sizeof(*fs));
+	if (!fs) {
+		free(opts);
+		return -ENOMEM;
+	}
+	fs->d = d;
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), d);
+	fuse_opt_free_args(&args);
+	free(opts);
+	if (!fs->se) {
+		log_error("fs: cannot create the FUSE session");
+		free(fs);
+		return -EINVAL;
+	}
+	if (fuse_set_signal_handlers(fs->se)) {
+		fuse_session_destroy(fs->se);
+		free(fs);
+		return -EIO;
+	}
+	if (fuse_session_mount(fs->se, d->opts.mountpoint)) {
+		log_error("fs: cannot mount on %s", d->opts.mountpoint);
+		fuse_remove_signal_handlers(fs->se);
+		fuse_session_destroy(fs->se);
+		free(fs);
+		return -EIO;
+	}
+	fs->mounted = true;
+	*out = fs;
+	return 0;
+}
+
+int fs_loop(struct fs *fs)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	int r;
+
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_max_threads(cfg, 64);
+	fuse_loop_cfg_set_idle_threads(cfg, 16);
+	r = fuse_session_loop_mt(fs->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return r < 0 ? r : 0;
+}
+
+void fs_unmount(struct fs *fs)
+{
+	if (!fs)
+		return;
+	fuse_remove_signal_handlers(fs->se);
+	if (fs->mounted)
+		fuse_session_unmount(fs->se);
+	fuse_session_destroy(fs->se);
+	free(fs);
+}

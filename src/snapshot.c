@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * snapshot.c - snapshots and their lifecycle.
+ *
+ * Owns the in-memory list of snapshots (sorted by seq, mirrored from the
+ * store's table) and the rules of their life:
+ *   - create: the chain is quiesced (every returned write is in, none that
+ *     starts later is), the backing is synced under durability=full, the
+ *     row is committed, the chain told that a newer snapshot exists;
+ *   - delete: with no reader, purged at once; with readers, marked deleted
+ *     in the store (so a crash finishes the job at the next mount) and
+ *     kept, still counted by the chain, until the last reader closes;
+ *   - the newest snapshot changing by deletion is done with the chain
+ *     quiesced, since it changes what a write must preserve.
+ *
+ * Locking: op_lock serializes create and delete (and purges); lock guards
+ * the list and open counts and is never held across I/O.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "snapfs/backing.h"
+#include "snapfs/cow.h"
+#include "snapfs/log.h"
+#include "snapfs/snapshot.h"
+#include "snapfs/store.h"
+
+struct snapshots {
+	struct store *s;
+	struct backing *b;
+	struct cow *c;
+	enum durability durability;
+	pthread_mutex_t op_lock;
+	pthread_mutex_t lock;
+	struct snapshot *v; /* ascending seq */
+	size_t n;
+};
+
+bool snapshot_uuid_valid(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		char ch = s[i];
+
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (ch != '-')
+				return false;
+		} else if (!((ch >= '0' && ch <= '9') ||
+			     (ch >= 'a' && ch <= 'f'))) {
+			return false;
+		}
+	}
+	return s[36] == '\0';
+}
+
+/* A random (version 4) uuid in canonical lowercase form. */
+static int make_uuid(char out[37])
+{
+	unsigned char u[16];
+
+	if (getrandom(u, sizeof(u), 0) != (ssize_t)sizeof(u))
+		return -EIO;
+	u[6] = (u[6] & 0x0f) | 0x40;
+	u[8] = (u[8] & 0x3f) | 0x80;
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+		 "%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+		 u[10], u[11], u[12], u[13], u[14], u[15]);
+	return 0;
+}
+
+/* Index of seq in the list, or -1; lock held. */
+static ssize_t index_of(const struct snapshots *ss, int64_t seq)
+{
+	for (size_t i = 0; i < ss->n; i++)
+		if (ss->v[i].seq == seq)
+			return (ssize_t)i;
+	return -1;
+}
+
+static int64_t newest_locked(const struct snapshots *ss)
+{
+	return ss->n ? ss->v[ss->n - 1].seq : 0;
+}
+
+/*
+ * Removes snapshot seq from the store and the list, with every copy only
+ * it read.  op_lock held, no reader open.
+ */
+static int purge(struct snapshots *ss, int64_t seq)
+{
+	int64_t *live, newest_after;
+	size_t nlive = 0;
+	bool was_newest;
+	ssize_t at;
+	int r;
+
+	pthread_mutex_lock(&ss->lock);
+	live = malloc((ss->n ? ss->n : 1) * sizeof(*live));
+	if (!live) {
+		pthread_mutex_unlock(&ss->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ss->n; i++)
+		if (ss->v[i].seq != seq)
+			live[nlive++] = ss->v[i].seq;
+	was_newest = newest_locked(ss) == seq;
+	newest_after = nlive ? live[nlive - 1] : 0;
+	pthread_mutex_unlock(&ss->lock);
+
+	if (was_newest && ss->c)
+		cow_quiesce(ss->c);
+	r = store_purge_snapshot(ss->s, seq, live, nlive);
+	if (!r && was_newest && ss->c)
+		r = cow_set_newest(ss->c, newest_after);
+	if (was_newest && ss->c)
+		cow_resume(ss->c);
+	free(live);
+	if (r) {
+		log_error("snapshot: purge seq %lld: %s", (long long)seq,
+			  strerror(-r));
+		return r;
+	}
+	pthread_mutex_lock(&ss->lock);
+	at = index_of(ss, seq);
+	if (at >= 0) {
+		memmove(&ss->v[at], &ss->v[at + 1],
+			(ss->n - (size_t)at - 1) * sizeof(*ss->v));
+		ss->n--;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	return 0;
+}
+
+int snapshots_load(struct snapshots **out, struct store *s, struct backing *b,
+		   enum durability durability)
+{
+	struct snapshots *ss = calloc(1, sizeof(*ss));
+	struct store_snapshot *rows = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if (!ss)
+		return -ENOMEM;
+	ss->s = s;
+	ss->b = b;
+	ss->durability = durability;
+	pthread_mutex_init(&ss->op_lock, NULL);
+	pthread_mutex_init(&ss->lock, NULL);
+	r = store_list_snapshots(s, &rows, &n);
+	if (r)
+		goto err;
+	ss->v = calloc(n ? n : 1, sizeof(*ss->v));
+	if (!ss->v) {
+		r = -ENOMEM;
+		goto err;
+	}
+	for (i = 0; i < n; i++) {
+		struct snapshot *e = &ss->v[ss->n++];
+
+		e->seq = rows[i].seq;
+		memcpy(e->uuid, rows[i].uuid, sizeof(e->uuid));
+		e->created_ns = rows[i].created_ns;
+		e->generation = rows[i].generation;
+		e->size = rows[i].size;
+		e->deleted = rows[i].deleted;
+	}
+	/* Deletions that waited for a reader when the last run stopped. */
+	for (i = n; i-- > 0;)
+		if (rows[i].deleted) {
+			log_info("snapshot: finishing the deletion of %s",
+				 rows[i].uuid);
+			r = purge(ss, rows[i].seq);
+			if (r)
+				goto err;
+		}
+	free(rows);
+	*out = ss;
+	return 0;
+err:
+	free(rows);
+	snapshots_free(ss);
+	return r;
+}
+
+int64_t snapshots_newest(struct snapshots *ss)
+{
+	int64_t seq;
+
+	pthread_mutex_lock(&ss->lock);
+	seq = newest_locked(ss);
+	pthread_mutex_unlock(&ss->lock);
+	return seq;
+}
+
+void snapshots_attach(struct snapshots *ss, struct cow *c)
+{
+	ss->c = c;
+}
+
+void snapshots_free(struct snapshots *ss)
+{
+	if (!ss)
+		return;
+	pthread_mutex_destroy(&ss->op_lock);
+	pthread_mutex_destroy(&ss->lock);
+	free(ss->v);
+	free(ss);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int snapshots_create(struct snapshots *ss, struct snapshot *out)
+{
+	struct store_snapshot row = { 0 };
+	struct snapshot *v;
+	int r;
+
+	r = make_uuid(row.uuid);
+	if (r)
+		return r;
+	row.size = ss->b->size;
+	pthread_mutex_lock(&ss->op_lock);
+	pthread_mutex_lock(&ss->lock);
+	v = realloc(ss->v, (ss->n + 1) * sizeof(*v));
+	if (v)
+		ss->v = v;
+	pthread_mutex_unlock(&ss->lock);
+	if (!v) {
+		pthread_mutex_unlock(&ss->op_lock);
+		return -ENOMEM;
+	}
+
+	cow_quiesce(ss->c);
+	row.created_ns = now_ns();
+	r = ss->durability == DURABILITY_FULL ? backing_sync(ss->b) : 0;
+	if (!r)
+		r = store_add_snapshot(ss->s, &row);
+	if (!r)
+		r = cow_set_newest(ss->c, row.seq);
+	cow_resume(ss->c);
+
+	if (!r) {
+		struct snapshot e = { .seq = row.seq,
+				      .created_ns = row.created_ns,
+				      .generation = row.generation,
+				      .size = row.size };
+
+		memcpy(e.uuid, row.uuid, sizeof(e.uuid));
+		pthread_mutex_lock(&ss->lock);
+		ss->v[ss->n++] = e;
+		pthread_mutex_unlock(&ss->lock);
+		*out = e;
+		log_info("snapshot: created %s (generation %llu)", e.uuid,
+			 (unsigned long long)e.generation);
+	} else {
+		log_error("snapshot: create: %s", strerror(-r));
+	}
+	pthread_mutex_unlock(&ss->op_lock);
+	return r;
+}
+
+int snapshots_delete(struct snapshots *ss, const char *uuid)
+{
+	int64_t seq = 0;
+	unsigned opens = 0;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&ss->op_lock);
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->n; i++)
+		if (!ss->v[i].deleted && !strcmp(ss->v[i].uuid, uuid)) {
+			seq = ss->v[i].seq;
+			opens = ss->v[i].opens;
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&ss->lock);
+	if (r)
+		goto out;
+	if (opens) {
+		r = store_mark_deleted(ss->s, seq);
+		if (!r) {
+			pthread_mutex_lock(&ss->lock);
+			ss->v[index_of(ss, seq)].deleted = true;
+			pthread_mutex_unlock(&ss->lock);
+		}
+	} else {
+		r = purge(ss, seq);
+	}
+	if (!r)
+		log_info("snapshot: deleted %s%s", uuid,
+			 opens ? " (data kept until its readers close)" : "");
+out:
+	pthread_mutex_unlock(&ss->op_lock);
+	return r;
+}
+
+int snapshots_find(struct snapshots *ss, const char *uuid,
+		   struct snapshot *out)
+{
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->n; i++)
+		if (!ss->v[i].deleted && !strcmp(ss->v[i].uuid, uuid)) {
+			*out = ss->v[i];
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&ss->lock);
+	return r;
+}
+
+int snapshots_get(struct snapshots *ss, int64_t seq, struct snapshot *out)
+{
+	ssize_t at;
+
+	pthread_mutex_lock(&ss->lock);
+	at = index_of(ss, seq);
+	if (at >= 0)
+		*out = ss->v[at];
+	pthread_mutex_unlock(&ss->lock);
+	return at >= 0 ? 0 : -ENOENT;
+}
+
+int snapshots_open(struct snapshots *ss, int64_t seq)
+{
+	ssize_t at;
+
+	pthread_mutex_lock(&ss->lock);
+	at = index_of(ss, seq);
+	if (at >= 0 && !ss->v[at].deleted)
+		ss->v[at].opens++;
+	else
+		at = -1;
+	pthread_mutex_unlock(&ss->lock);
+	return at >= 0 ? 0 : -ENOENT;
+}
+
+void snapshots_release(struct snapshots *ss, int64_t seq)
+{
+	bool last = false;
+	ssize_t at;
+
+	pthread_mutex_lock(&ss->lock);
+	at = index_of(ss, seq);
+	if (at >= 0 && ss->v[at].opens > 0) {
+		ss->v[at].opens--;
+		last = ss->v[at].deleted && ss->v[at].opens == 0;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (!last)
+		return;
+	pthread_mutex_lock(&ss->op_lock);
+	purge(ss, seq);
+	pthread_mutex_unlock(&ss->op_lock);
+}
+
+int snapshots_list(struct snapshots *ss, struct snapshot **out, size_t *n)
+{
+	struct snapshot *v;
+	size_t k = 0;
+
+	pthread_mutex_lock(&ss->lock);
+	v = malloc((ss->n ? ss->n : 1) * sizeof(*v));
+	if (v)
+		for (size_t i = 0; i < ss->n; i++)
+			if (!ss->v[i].deleted)
+				v[k++] = ss->v[i];
+	pthread_mutex_unlock(&ss->lock);
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int snapshots_diff_bytes(struct snapshots *ss, const struct snapshot *list,
+			 size_t n, uint64_t *out)
+{
+	int64_t *seqs = malloc((n ? n : 1) * sizeof(*seqs));
+	int r;
+
+	if (!seqs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		seqs[i] = list[i].seq;
+	r = store_diff_bytes(ss->s, seqs, n, out);
+	free(seqs);
+	return r;
+}

@@ -1,0 +1,1232 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * store.c - the diff store.
+ *
+ * Owns the store directory: `index.db` (SQLite, WAL) and `data` (preserved
+ * chunks, one chunk_size slot each).  The index has four tables: meta (the
+ * store's fixed parameters and its state), snapshots, chunks (one row per
+ * preserved copy, keyed by chunk and by the snapshot that was newest when
+ * it was made) and events.
+ *
+ * Crash ordering: a copy's bytes are written to a free slot first, then
+ * its row is committed; a slot whose row never committed is free again at
+ * the next open, because the slot map is rebuilt from the rows.  With
+ * durability=full the data file is fdatasync'd before the commit and the
+ * commit itself is synchronous (WAL, synchronous=FULL), so a committed row
+ * always points at durable bytes.  A slot freed by a purge is reused only
+ * after the purge committed.  durability=process keeps the order and
+ * drops the syncs: a crash of the daemon loses nothing, a crash of the
+ * machine may.
+ *
+ * Group commit: threads that commit at the same time queue their rows; the
+ * first becomes the leader, takes everything queued, syncs once, commits
+ * once, and wakes the others with the shared result.
+ *
+ * Locking: `db` (the write connection) is guarded by db_lock, `rdb` (reads
+ * of the hot path) by rdb_lock, the slot map by slot_lock.  No lock is held
+ * while another module's code runs.  SQLite's errors end here: they are
+ * logged with sqlite3_errmsg() and returned as -EIO or -ENOSPC.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapfs/log.h"
+#include "snapfs/store.h"
+
+#define STORE_FORMAT 1
+#define EVENTS_KEPT 1000
+#define STR_(x) #x
+#define STRINGIFY(x) STR_(x)
+
+struct commit_waiter {
+	const struct chunk_row *rows;
+	size_t n;
+	int ret;
+	bool done;
+	struct commit_waiter *next;
+};
+
+struct store {
+	char *dir;
+	int dir_fd;
+	int data_fd;
+	enum durability durability;
+	struct store_info info;
+
+	sqlite3 *db;
+	pthread_mutex_t db_lock;
+	sqlite3_stmt *ins_chunk;
+
+	sqlite3 *rdb;
+	pthread_mutex_t rdb_lock;
+	sqlite3_stmt *find_copy;
+
+	pthread_mutex_t slot_lock;
+	uint64_t *slot_used; /* bit per slot */
+	uint64_t nslots;     /* slots the map covers */
+	uint64_t slot_hint;  /* no free slot below this */
+	uint64_t slots_in_use;
+
+	pthread_mutex_t gc_lock;
+	pthread_cond_t gc_cond;
+	struct commit_waiter *gc_head, **gc_tail;
+	bool gc_leader;
+};
+
+static const char schema[] =
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+	"CREATE TABLE snapshots(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" uuid TEXT NOT NULL UNIQUE, created_ns INTEGER NOT NULL,"
+	" generation INTEGER NOT NULL, size INTEGER NOT NULL,"
+	" deleted INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE chunks(chunk_idx INTEGER NOT NULL, seq INTEGER NOT NULL,"
+	" data_off INTEGER, crc INTEGER NOT NULL,"
+	" PRIMARY KEY(chunk_idx, seq)) WITHOUT ROWID;"
+	"CREATE INDEX chunks_by_seq ON chunks(seq);"
+	"CREATE UNIQUE INDEX chunks_by_off ON chunks(data_off);"
+	"CREATE TABLE events(id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL,"
+	" kind TEXT NOT NULL, detail TEXT NOT NULL);";
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Maps an SQLite result to -errno, logging what SQLite said. */
+static int db_err(sqlite3 *db, int rc, const char *what)
+{
+	log_error("store: %s: %s", what, sqlite3_errmsg(db));
+	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+}
+
+static int db_exec(sqlite3 *db, const char *sql)
+{
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_err(db, rc, sql);
+}
+
+/* Reads meta key as text into buf; -ENOENT when absent. */
+static int meta_get(sqlite3 *db, const char *key, char *buf, size_t len)
+{
+	sqlite3_stmt *st;
+	int rc, r = -ENOENT;
+
+	rc = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key=?", -1,
+				&st, NULL);
+	if (rc != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(st, 0);
+
+		snprintf(buf, len, "%s", v ? (const char *)v : "");
+		r = 0;
+	} else if (rc != SQLITE_DONE) {
+		r = -EIO;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int meta_get_u64(sqlite3 *db, const char *key, uint64_t *out)
+{
+	char buf[64], *end;
+	int r = meta_get(db, key, buf, sizeof(buf));
+
+	if (r)
+		return r;
+	*out = strtoull(buf, &end, 10);
+	return *end ? -EINVAL : 0;
+}
+
+static int meta_set(sqlite3 *db, const char *key, const char *value)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(
+		db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", -1,
+		&st, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(db, rc, "prepare meta");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(db, rc, "write meta");
+}
+
+static int meta_set_u64(sqlite3 *db, const char *key, uint64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	return meta_set(db, key, buf);
+}
+
+/* True when the directory holds no entry but . and .. */
+static bool dir_is_empty(int dir_fd)
+{
+	int fd = dup(dir_fd);
+	DIR *d;
+	struct dirent *e;
+	bool empty = true;
+
+	if (fd < 0)
+		return false;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			empty = false;
+			break;
+		}
+	closedir(d);
+	return empty;
+}
+
+/* Builds "DIR/name" into buf. */
+static void path_in(const struct store *s, const char *name, char *buf,
+		    size_t len)
+{
+	snprintf(buf, len, "%s/%s", s->dir, name);
+}
+
+/*
+ * Checks an existing store without writing: opens the index immutable
+ * (no journal, no lock files created), compares its parameters with cfg
+ * and runs SQLite's quick check.
+ */
+static int store_validate(struct store *s, const struct store_config *cfg,
+			  char *err, size_t err_len)
+{
+	char path[4096 + 32], uri[8300], buf[128];
+	uint64_t v, max_end = 0;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st;
+	struct stat dst;
+	int rc, r = -EINVAL;
+
+	path_in(s, "index.db", path, sizeof(path));
+	if (access(path, F_OK) < 0) {
+		snprintf(err, err_len,
+			 "store %s: not a snapfs store (no index.db) and not "
+			 "empty",
+			 s->dir);
+		return -EINVAL;
+	}
+	snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
+	rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, err_len, "store %s: index damaged: %s", s->dir,
+			 db ? sqlite3_errmsg(db) : "cannot open");
+		r = -EIO;
+		goto out;
+	}
+	if (meta_get_u64(db, "format", &v)) {
+		snprintf(err, err_len, "store %s: index damaged: %s", s->dir,
+			 sqlite3_errmsg(db));
+		r = -EIO;
+		goto out;
+	}
+	if (v != STORE_FORMAT) {
+		snprintf(err, err_len,
+			 "store %s: format %llu, this snapfs reads %d", s->dir,
+			 (unsigned long long)v, STORE_FORMAT);
+		goto out;
+	}
+	if (meta_get(db, "backing_id", buf, sizeof(buf)) ||
+	    strcmp(buf, cfg->backing_id)) {
+		snprintf(err, err_len,
+			 "store %s: belongs to another image (made for %s, "
+			 "this one is %s)",
+			 s->dir, buf, cfg->backing_id);
+		goto out;
+	}
+	if (meta_get_u64(db, "image_size", &v) || v != cfg->image_size) {
+		snprintf(err, err_len,
+			 "store %s: the backing's size changed since the store "
+			 "was made (%llu bytes then, %llu now)",
+			 s->dir, (unsigned long long)v,
+			 (unsigned long long)cfg->image_size);
+		goto out;
+	}
+	if (meta_get_u64(db, "chunk_size", &v) ||
+	    (cfg->chunk_size && v != cfg->chunk_size)) {
+		snprintf(err, err_len,
+			 "store %s: chunk_size is %llu, not %u (fixed when the "
+			 "store was made)",
+			 s->dir, (unsigned long long)v, cfg->chunk_size);
+		goto out;
+	}
+	s->info.chunk_size = (uint32_t)v;
+	if (meta_get_u64(db, "cbt_block_size", &v) ||
+	    (cfg->cbt_block_size && v != cfg->cbt_block_size)) {
+		snprintf(err, err_len,
+			 "store %s: cbt_block_size is %llu, not %u (fixed when "
+			 "the store was made)",
+			 s->dir, (unsigned long long)v, cfg->cbt_block_size);
+		goto out;
+	}
+	s->info.cbt_block_size = (uint32_t)v;
+	rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		snprintf(buf, sizeof(buf), "%s",
+			 rc == SQLITE_ROW
+				 ? (const char *)sqlite3_column_text(st, 0)
+				 : sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_ROW || strcmp(buf, "ok")) {
+		snprintf(err, err_len, "store %s: index damaged: %s", s->dir,
+			 rc == SQLITE_OK ? "check failed" : buf);
+		r = -EIO;
+		goto out;
+	}
+	rc = sqlite3_prepare_v2(db, "SELECT max(data_off) FROM chunks", -1,
+				&st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		max_end = (uint64_t)sqlite3_column_int64(st, 0) +
+			  s->info.chunk_size;
+	if (rc == SQLITE_OK)
+		sqlite3_finalize(st);
+	path_in(s, "data", path, sizeof(path));
+	if (stat(path, &dst) < 0 || !S_ISREG(dst.st_mode) ||
+	    (uint64_t)dst.st_size < max_end) {
+		snprintf(err, err_len,
+			 "store %s: data file damaged (missing or shorter than "
+			 "its index says)",
+			 s->dir);
+		r = -EIO;
+		goto out;
+	}
+	r = 0;
+out:
+	sqlite3_close(db);
+	return r;
+}
+
+/* Opens the write and read connections and prepares hot statements. */
+static int store_connect(struct store *s, char *err, size_t err_len)
+{
+	char path[4096 + 32];
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+		    SQLITE_OPEN_NOMUTEX;
+	int rc, r;
+
+	path_in(s, "index.db", path, sizeof(path));
+	/* SQLite gives its journal files the mode of the database file:
+	 * create it 0600 first so that the whole store stays private. */
+	r = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (r >= 0)
+		close(r);
+	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc != SQLITE_OK)
+		goto err_db;
+	sqlite3_busy_timeout(s->db, 10000);
+	r = db_exec(s->db, "PRAGMA journal_mode=WAL");
+	if (!r)
+		r = db_exec(s->db, s->durability == DURABILITY_FULL
+					   ? "PRAGMA synchronous=FULL"
+					   : "PRAGMA synchronous=OFF");
+	if (r)
+		goto err_msg;
+	rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READWRITE |
+						    SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK)
+		goto err_db;
+	sqlite3_busy_timeout(s->rdb, 10000);
+	return 0;
+
+err_db:
+	snprintf(err, err_len, "store %s: cannot open index: %s", s->dir,
+		 sqlite3_errmsg(s->db));
+	return -EIO;
+err_msg:
+	snprintf(err, err_len, "store %s: cannot set up index: %s", s->dir,
+		 sqlite3_errmsg(s->db));
+	return r;
+}
+
+static int store_prepare(struct store *s)
+{
+	int rc;
+
+	rc = sqlite3_prepare_v3(
+		s->db,
+		"INSERT INTO chunks(chunk_idx, seq, data_off, crc) "
+		"VALUES(?, ?, ?, ?)",
+		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_chunk, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(s->db, rc, "prepare insert");
+	rc = sqlite3_prepare_v3(
+		s->rdb,
+		"SELECT seq, data_off, crc FROM chunks WHERE chunk_idx=? AND "
+		"seq>=? ORDER BY seq LIMIT 1",
+		-1, SQLITE_PREPARE_PERSISTENT, &s->find_copy, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(s->rdb, rc, "prepare lookup");
+	return 0;
+}
+
+/* Writes a new store's schema and parameters. */
+static int store_init_schema(struct store *s, const struct store_config *cfg)
+{
+	int r;
+
+	s->info.chunk_size =
+		cfg->chunk_size ? cfg->chunk_size : OPT_DEFAULT_CHUNK_SIZE;
+	s->info.cbt_block_size = cfg->cbt_block_size
+					 ? cfg->cbt_block_size
+					 : OPT_DEFAULT_CBT_BLOCK_SIZE;
+	r = db_exec(s->db, "BEGIN");
+	if (r)
+		return r;
+	r = db_exec(s->db, schema);
+	if (!r)
+		r = meta_set_u64(s->db, "format", STORE_FORMAT);
+	if (!r)
+		r = meta_set(s->db, "backing_id", cfg->backing_id);
+	if (!r)
+		r = meta_set_u64(s->db, "image_size", cfg->image_size);
+	if (!r)
+		r = meta_set_u64(s->db, "chunk_size", s->info.chunk_size);
+	if (!r)
+		r = meta_set_u64(s->db, "cbt_block_size",
+				 s->info.cbt_block_size);
+	if (!r)
+		r = meta_set_u64(s->db, "generation", 1);
+	if (!r)
+		r = meta_set_u64(s->db, "clean", 1);
+	if (!r)
+		r = meta_set_u64(s->db, "created_ns", (uint64_t)now_ns());
+	if (r) {
+		db_exec(s->db, "ROLLBACK");
+		return r;
+	}
+	r = db_exec(s->db, "COMMIT");
+	/* The parameters must be readable by the immutable check of the
+	 * next open, which ignores the WAL. */
+	if (!r)
+		r = db_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	return r;
+}
+
+/* Marks slot i used or free; slot_lock held. */
+static int slot_set(struct store *s, uint64_t i, bool used)
+{
+	if (i >= s->nslots) {
+		uint64_t n = s->nslots ? s->nslots : 1024;
+		uint64_t *m;
+
+		while (n <= i)
+			n *= 2;
+		m = realloc(s->slot_used, n / 8);
+		if (!m)
+			return -ENOMEM;
+		memset(m + s->nslots / 64, 0, (n - s->nslots) / 8);
+		s->slot_used = m;
+		s->nslots = n;
+	}
+	if (used) {
+		s->slot_used[i / 64] |= 1ull << (i % 64);
+		s->slots_in_use++;
+	} else {
+		s->slot_used[i / 64] &= ~(1ull << (i % 64));
+		s->slots_in_use--;
+		if (i < s->slot_hint)
+			s->slot_hint = i;
+	}
+	return 0;
+}
+
+/* Rebuilds the slot map from the index: a slot is used iff a row names it. */
+static int store_load_slots(struct store *s)
+{
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	rc = sqlite3_prepare_v2(
+		s->db, "SELECT data_off FROM chunks WHERE data_off IS NOT NULL",
+		-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(s->db, rc, "prepare slot scan");
+	while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = slot_set(s, (uint64_t)sqlite3_column_int64(st, 0) /
+					s->info.chunk_size,
+			     true);
+	sqlite3_finalize(st);
+	if (!r && rc != SQLITE_DONE)
+		r = db_err(s->db, rc, "slot scan");
+	return r;
+}
+
+/* Creates the store directory when missing; *made says whether it did. */
+static int store_open_dir(struct store *s, bool *made, char *err,
+			  size_t err_len)
+{
+	struct stat st;
+	int r;
+
+	*made = false;
+	if (stat(s->dir, &st) < 0) {
+		if (errno != ENOENT) {
+			r = -errno;
+			snprintf(err, err_len, "store %s: %s", s->dir,
+				 strerror(-r));
+			return r;
+		}
+		if (mkdir(s->dir, 0700) < 0) {
+			r = -errno;
+			snprintf(err, err_len, "store %s: cannot create: %s",
+				 s->dir, strerror(-r));
+			return r;
+		}
+		*made = true;
+	} else if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, err_len, "store %s: not a directory", s->dir);
+		return -ENOTDIR;
+	}
+	s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dir_fd < 0) {
+		r = -errno;
+		snprintf(err, err_len, "store %s: %s", s->dir, strerror(-r));
+		return r;
+	}
+	if (flock(s->dir_fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "store %s: %s", s->dir,
+			 r == -EWOULDBLOCK ? "in use by another snapfs daemon"
+					   : strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* Removes what a failed first open made, so nothing is left behind. */
+static void store_unmake(struct store *s)
+{
+	static const char *const names[] = { "index.db", "index.db-wal",
+					      "index.db-shm", "data" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		unlinkat(s->dir_fd, names[i], 0);
+}
+
+int store_open(struct store **out, const struct store_config *cfg, char *err,
+	       size_t err_len)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	char path[4096 + 32];
+	bool made_dir, fresh;
+	uint64_t v;
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	s->dir_fd = s->data_fd = -1;
+	s->durability = cfg->durability;
+	s->gc_tail = &s->gc_head;
+	pthread_mutex_init(&s->db_lock, NULL);
+	pthread_mutex_init(&s->rdb_lock, NULL);
+	pthread_mutex_init(&s->slot_lock, NULL);
+	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_cond_init(&s->gc_cond, NULL);
+	s->dir = strdup(cfg->dir);
+	if (!s->dir) {
+		r = -ENOMEM;
+		goto err_free;
+	}
+	r = store_open_dir(s, &made_dir, err, err_len);
+	if (r)
+		goto err_dir;
+	fresh = made_dir || dir_is_empty(s->dir_fd);
+	if (!fresh) {
+		r = store_validate(s, cfg, err, err_len);
+		if (r)
+			goto err_dir;
+	}
+	path_in(s, "data", path, sizeof(path));
+	s->data_fd = open(path, O_RDWR | O_CLOEXEC | (fresh ? O_CREAT : 0),
+			  0600);
+	if (s->data_fd < 0) {
+		r = -errno;
+		snprintf(err, err_len, "store %s: data file: %s", s->dir,
+			 strerror(-r));
+		goto err_made;
+	}
+	if (fresh)
+		fchmod(s->dir_fd, 0700);
+	r = store_connect(s, err, err_len);
+	if (r)
+		goto err_made;
+	if (fresh) {
+		r = store_init_schema(s, cfg);
+		if (r) {
+			snprintf(err, err_len, "store %s: cannot create index",
+				 s->dir);
+			goto err_made;
+		}
+		s->info.created = true;
+	}
+	r = store_prepare(s);
+	if (r) {
+		snprintf(err, err_len, "store %s: index damaged", s->dir);
+		goto err_made;
+	}
+	s->info.image_size = cfg->image_size;
+	if (meta_get_u64(s->db, "generation", &s->info.generation) ||
+	    meta_get_u64(s->db, "clean", &v)) {
+		snprintf(err, err_len, "store %s: index damaged (meta)",
+			 s->dir);
+		r = -EIO;
+		goto err_made;
+	}
+	s->info.prev_clean = v != 0;
+	r = store_load_slots(s);
+	if (!r)
+		r = meta_set_u64(s->db, "clean", 0);
+	if (r) {
+		snprintf(err, err_len, "store %s: cannot read index", s->dir);
+		goto err_made;
+	}
+	if (!s->info.prev_clean)
+		store_add_event(s, "recovery",
+				"the previous run did not shut down cleanly");
+	*out = s;
+	return 0;
+
+err_made:
+	if (fresh)
+		store_unmake(s);
+err_dir:
+	store_close(s, false);
+	if (made_dir)
+		rmdir(cfg->dir);
+	return r;
+err_free:
+	free(s);
+	return r;
+}
+
+void store_close(struct store *s, bool clean)
+{
+	if (!s)
+		return;
+	if (s->db && clean) {
+		if (s->durability == DURABILITY_FULL && s->data_fd >= 0)
+			fdatasync(s->data_fd);
+		if (meta_set_u64(s->db, "clean", 1))
+			log_error("store: could not record a clean shutdown");
+	}
+	sqlite3_finalize(s->ins_chunk);
+	sqlite3_finalize(s->find_copy);
+	sqlite3_close(s->rdb);
+	sqlite3_close(s->db);
+	if (s->data_fd >= 0)
+		close(s->data_fd);
+	if (s->dir_fd >= 0)
+		close(s->dir_fd);
+	pthread_mutex_destroy(&s->db_lock);
+	pthread_mutex_destroy(&s->rdb_lock);
+	pthread_mutex_destroy(&s->slot_lock);
+	pthread_mutex_destroy(&s->gc_lock);
+	pthread_cond_destroy(&s->gc_cond);
+	free(s->slot_used);
+	free(s->dir);
+	free(s);
+}
+
+const struct store_info *store_info(const struct store *s)
+{
+	return &s->info;
+}
+
+int store_data_fd(const struct store *s)
+{
+	return s->data_fd;
+}
+
+const char *store_dir(const struct store *s)
+{
+	return s->dir;
+}
+
+int store_dir_fd(const struct store *s)
+{
+	return s->dir_fd;
+}
+
+int store_slot_alloc(struct store *s, int64_t *data_off)
+{
+	uint64_t i;
+	int r;
+
+	pthread_mutex_lock(&s->slot_lock);
+	for (i = s->slot_hint; i < s->nslots; i++) {
+		if (s->slot_used[i / 64] == ~0ull) {
+			i |= 63;
+			continue;
+		}
+		if (!(s->slot_used[i / 64] & (1ull << (i % 64))))
+			break;
+	}
+	r = slot_set(s, i, true);
+	if (!r) {
+		s->slot_hint = i + 1;
+		*data_off = (int64_t)(i * s->info.chunk_size);
+	}
+	pthread_mutex_unlock(&s->slot_lock);
+	return r;
+}
+
+void store_slot_free(struct store *s, int64_t data_off)
+{
+	pthread_mutex_lock(&s->slot_lock);
+	slot_set(s, (uint64_t)data_off / s->info.chunk_size, false);
+	pthread_mutex_unlock(&s->slot_lock);
+}
+
+/* Returns freed slots to the map and their space to the file system. */
+static void slots_release(struct store *s, const int64_t *offs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (fallocate(s->data_fd,
+			      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      offs[i], s->info.chunk_size) < 0 &&
+		    errno != EOPNOTSUPP)
+			log_warn("store: punch slot at %lld: %s",
+				 (long long)offs[i], strerror(errno));
+		store_slot_free(s, offs[i]);
+	}
+}
+
+/* Inserts and commits a group of waiters' rows; db_lock held. */
+static int commit_batch(struct store *s, struct commit_waiter *batch)
+{
+	int rc, r;
+
+	if (s->durability == DURABILITY_FULL && fdatasync(s->data_fd) < 0) {
+		r = -errno;
+		log_error("store: sync data file: %s", strerror(-r));
+		return r == -ENOSPC ? r : -EIO;
+	}
+	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	if (r)
+		return r;
+	for (struct commit_waiter *w = batch; w && !r; w = w->next) {
+		for (size_t i = 0; i < w->n && !r; i++) {
+			const struct chunk_row *row = &w->rows[i];
+
+			sqlite3_bind_int64(s->ins_chunk, 1,
+					   (int64_t)row->chunk_idx);
+			sqlite3_bind_int64(s->ins_chunk, 2, row->seq);
+			if (row->data_off < 0)
+				sqlite3_bind_null(s->ins_chunk, 3);
+			else
+				sqlite3_bind_int64(s->ins_chunk, 3,
+						   row->data_off);
+			sqlite3_bind_int64(s->ins_chunk, 4, row->crc);
+			rc = sqlite3_step(s->ins_chunk);
+			if (rc != SQLITE_DONE)
+				r = db_err(s->db, rc, "insert chunk");
+			sqlite3_reset(s->ins_chunk);
+		}
+	}
+	if (!r) {
+		rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			r = db_err(s->db, rc, "commit chunks");
+	}
+	if (r && !sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+int store_commit_chunks(struct store *s, const struct chunk_row *rows,
+			size_t n)
+{
+	struct commit_waiter me = { .rows = rows, .n = n };
+
+	pthread_mutex_lock(&s->gc_lock);
+	*s->gc_tail = &me;
+	s->gc_tail = &me.next;
+	while (!me.done) {
+		struct commit_waiter *batch;
+		int r;
+
+		if (s->gc_leader) {
+			pthread_cond_wait(&s->gc_cond, &s->gc_lock);
+			continue;
+		}
+		s->gc_leader = true;
+		batch = s->gc_head;
+		s->gc_head = NULL;
+		s->gc_tail = &s->gc_head;
+		pthread_mutex_unlock(&s->gc_lock);
+
+		pthread_mutex_lock(&s->db_lock);
+		r = commit_batch(s, batch);
+		pthread_mutex_unlock(&s->db_lock);
+
+		pthread_mutex_lock(&s->gc_lock);
+		while (batch) {
+			struct commit_waiter *next = batch->next;
+
+			batch->ret = r;
+			batch->done = true;
+			batch = next;
+		}
+		s->gc_leader = false;
+		pthread_cond_broadcast(&s->gc_cond);
+	}
+	pthread_mutex_unlock(&s->gc_lock);
+	return me.ret;
+}
+
+int store_find_copy(struct store *s, uint64_t chunk_idx, int64_t seq,
+		    struct chunk_row *out)
+{
+	int rc, r = -ENOENT;
+
+	pthread_mutex_lock(&s->rdb_lock);
+	sqlite3_bind_int64(s->find_copy, 1, (int64_t)chunk_idx);
+	sqlite3_bind_int64(s->find_copy, 2, seq);
+	rc = sqlite3_step(s->find_copy);
+	if (rc == SQLITE_ROW) {
+		out->chunk_idx = chunk_idx;
+		out->seq = sqlite3_column_int64(s->find_copy, 0);
+		out->data_off = sqlite3_column_type(s->find_copy, 1) ==
+						SQLITE_NULL
+					? -1
+					: sqlite3_column_int64(s->find_copy, 1);
+		out->crc = (uint32_t)sqlite3_column_int64(s->find_copy, 2);
+		r = 0;
+	} else if (rc != SQLITE_DONE) {
+		r = db_err(s->rdb, rc, "find copy");
+	}
+	sqlite3_reset(s->find_copy);
+	pthread_mutex_unlock(&s->rdb_lock);
+	return r;
+}
+
+int store_for_each_chunk(struct store *s,
+			 int (*fn)(void *arg, uint64_t chunk_idx,
+				   int64_t max_seq),
+			 void *arg)
+{
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(
+		s->db,
+		"SELECT chunk_idx, max(seq) FROM chunks GROUP BY chunk_idx", -1,
+		&st, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(s->db, rc, "prepare chunk scan");
+		goto out;
+	}
+	while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
+		       sqlite3_column_int64(st, 1));
+	if (!r && rc != SQLITE_DONE)
+		r = db_err(s->db, rc, "chunk scan");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_list_snapshots(struct store *s, struct store_snapshot **out,
+			 size_t *n)
+{
+	struct store_snapshot *v = NULL;
+	size_t cnt = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(s->db,
+				"SELECT seq, uuid, created_ns, generation, "
+				"size, deleted FROM snapshots ORDER BY seq",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(s->db, rc, "prepare snapshot list");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_snapshot *e;
+
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			e = realloc(v, cap * sizeof(*v));
+			if (!e) {
+				r = -ENOMEM;
+				break;
+			}
+			v = e;
+		}
+		e = &v[cnt++];
+		memset(e, 0, sizeof(*e));
+		e->seq = sqlite3_column_int64(st, 0);
+		snprintf(e->uuid, sizeof(e->uuid), "%s",
+			 (const char *)sqlite3_column_text(st, 1));
+		e->created_ns = sqlite3_column_int64(st, 2);
+		e->generation = (uint64_t)sqlite3_column_int64(st, 3);
+		e->size = (uint64_t)sqlite3_column_int64(st, 4);
+		e->deleted = sqlite3_column_int(st, 5) != 0;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = db_err(s->db, rc, "snapshot list");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->db_lock);
+	if (r) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int store_add_snapshot(struct store *s, struct store_snapshot *snap)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	if (r)
+		goto out;
+	rc = sqlite3_prepare_v2(s->db,
+				"INSERT INTO snapshots(uuid, created_ns, "
+				"generation, size) VALUES(?, ?, ?, ?)",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(s->db, rc, "prepare snapshot insert");
+		goto rollback;
+	}
+	sqlite3_bind_text(st, 1, snap->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, snap->created_ns);
+	sqlite3_bind_int64(st, 3, (int64_t)s->info.generation);
+	sqlite3_bind_int64(st, 4, (int64_t)snap->size);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		r = db_err(s->db, rc, "insert snapshot");
+		goto rollback;
+	}
+	snap->seq = sqlite3_last_insert_rowid(s->db);
+	snap->generation = s->info.generation;
+	r = meta_set_u64(s->db, "generation", s->info.generation + 1);
+	if (r)
+		goto rollback;
+	r = db_exec(s->db, "COMMIT");
+	if (r)
+		goto rollback;
+	s->info.generation++;
+	goto out;
+rollback:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_mark_deleted(struct store *s, int64_t seq)
+{
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(s->db,
+				"UPDATE snapshots SET deleted=1 WHERE seq=?",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, seq);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_DONE)
+		r = db_err(s->db, rc, "mark snapshot deleted");
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+/* True when some seq of live[0..n) (ascending) lies in (lo, hi]. */
+static bool live_in_range(const int64_t *live, size_t n, int64_t lo,
+			  int64_t hi)
+{
+	size_t a = 0, b = n;
+
+	while (a < b) { /* first live > lo */
+		size_t m = a + (b - a) / 2;
+
+		if (live[m] > lo)
+			b = m;
+		else
+			a = m + 1;
+	}
+	return a < n && live[a] <= hi;
+}
+
+/* Growable array of int64. */
+struct i64v {
+	int64_t *v;
+	size_t n, cap;
+};
+
+static int i64v_push(struct i64v *a, int64_t x)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		int64_t *v = realloc(a->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		a->cap = cap;
+	}
+	a->v[a->n++] = x;
+	return 0;
+}
+
+int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
+			 size_t nlive)
+{
+	sqlite3_stmt *cand = NULL, *prev = NULL, *del = NULL, *snap = NULL;
+	struct i64v freed = { 0 };
+	int rc, r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	if (r)
+		goto out;
+	/* For each chunk, the copy snapshot seq read: its first at or after
+	 * seq.  Only those can lose their last reader. */
+	rc = sqlite3_prepare_v2(s->db,
+				"SELECT chunk_idx, min(seq) FROM chunks WHERE "
+				"seq >= ? GROUP BY chunk_idx",
+				-1, &cand, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db,
+					"SELECT max(seq) FROM chunks WHERE "
+					"chunk_idx=? AND seq<?",
+					-1, &prev, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db,
+					"DELETE FROM chunks WHERE chunk_idx=? "
+					"AND seq=? RETURNING data_off",
+					-1, &del, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db,
+					"DELETE FROM snapshots WHERE seq=?", -1,
+					&snap, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(s->db, rc, "prepare purge");
+		goto rollback;
+	}
+	sqlite3_bind_int64(cand, 1, seq);
+	while (!r && (rc = sqlite3_step(cand)) == SQLITE_ROW) {
+		int64_t c = sqlite3_column_int64(cand, 0);
+		int64_t k = sqlite3_column_int64(cand, 1), lo = 0;
+
+		sqlite3_bind_int64(prev, 1, c);
+		sqlite3_bind_int64(prev, 2, seq);
+		rc = sqlite3_step(prev);
+		if (rc == SQLITE_ROW &&
+		    sqlite3_column_type(prev, 0) != SQLITE_NULL)
+			lo = sqlite3_column_int64(prev, 0);
+		sqlite3_reset(prev);
+		if (rc != SQLITE_ROW) {
+			r = db_err(s->db, rc, "purge lookup");
+			break;
+		}
+		if (live_in_range(live, nlive, lo, k))
+			continue;
+		sqlite3_bind_int64(del, 1, c);
+		sqlite3_bind_int64(del, 2, k);
+		while ((rc = sqlite3_step(del)) == SQLITE_ROW)
+			if (sqlite3_column_type(del, 0) != SQLITE_NULL)
+				r = i64v_push(&freed,
+					      sqlite3_column_int64(del, 0));
+		sqlite3_reset(del);
+		if (rc != SQLITE_DONE)
+			r = db_err(s->db, rc, "purge delete");
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = db_err(s->db, rc, "purge scan");
+	if (r)
+		goto rollback;
+	sqlite3_bind_int64(snap, 1, seq);
+	rc = sqlite3_step(snap);
+	if (rc != SQLITE_DONE) {
+		r = db_err(s->db, rc, "delete snapshot");
+		goto rollback;
+	}
+	r = db_exec(s->db, "COMMIT");
+	if (r)
+		goto rollback;
+	goto out;
+rollback:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	freed.n = 0;
+out:
+	sqlite3_finalize(cand);
+	sqlite3_finalize(prev);
+	sqlite3_finalize(del);
+	sqlite3_finalize(snap);
+	pthread_mutex_unlock(&s->db_lock);
+	slots_release(s, freed.v, freed.n);
+	free(freed.v);
+	return r;
+}
+
+int store_diff_bytes(struct store *s, const int64_t *live, size_t nlive,
+		     uint64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	memset(out, 0, nlive * sizeof(*out));
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(s->db,
+				"SELECT seq, count(*) FROM chunks WHERE "
+				"data_off IS NOT NULL GROUP BY seq",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(s->db, rc, "prepare diff bytes");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t k = sqlite3_column_int64(st, 0);
+		uint64_t cnt = (uint64_t)sqlite3_column_int64(st, 1);
+		size_t a = 0, b = nlive;
+
+		/* the newest live snapshot at or before k made it */
+		while (a < b) {
+			size_t m = a + (b - a) / 2;
+
+			if (live[m] <= k)
+				a = m + 1;
+			else
+				b = m;
+		}
+		if (a > 0)
+			out[a - 1] += cnt * s->info.chunk_size;
+	}
+	if (rc != SQLITE_DONE)
+		r = db_err(s->db, rc, "diff bytes");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+uint64_t store_bytes_used(struct store *s)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&s->slot_lock);
+	n = s->slots_in_use * s->info.chunk_size;
+	pthread_mutex_unlock(&s->slot_lock);
+	return n;
+}
+
+void store_add_event(struct store *s, const char *kind, const char *fmt, ...)
+{
+	char detail[224];
+	sqlite3_stmt *st;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	log_warn("store: %s: %s", kind, detail);
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(s->db,
+				"INSERT INTO events(time_ns, kind, detail) "
+				"VALUES(?, ?, ?)",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, now_ns());
+		sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, detail, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	if (rc == SQLITE_DONE)
+		sqlite3_exec(s->db,
+			     "DELETE FROM events WHERE id <= (SELECT max(id) "
+			     "FROM events) - " STRINGIFY(EVENTS_KEPT),
+			     NULL, NULL, NULL);
+	else
+		db_err(s->db, rc, "record event");
+	pthread_mutex_unlock(&s->db_lock);
+}
+
+int store_list_events(struct store *s, size_t max, struct store_event **out,
+		      size_t *n)
+{
+	struct store_event *v = calloc(max ? max : 1, sizeof(*v));
+	sqlite3_stmt *st;
+	size_t cnt = 0;
+	int rc, r = 0;
+
+	if (!v)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(s->db,
+				"SELECT time_ns, kind, detail FROM (SELECT * "
+				"FROM events ORDER BY id DESC LIMIT ?) ORDER "
+				"BY id",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, (int64_t)max);
+		while (cnt < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			v[cnt].time_ns = sqlite3_column_int64(st, 0);
+			snprintf(v[cnt].kind, sizeof(v[cnt].kind), "%s",
+				 (const char *)sqlite3_column_text(st, 1));
+			snprintf(v[cnt].detail, sizeof(v[cnt].detail), "%s",
+				 (const char *)sqlite3_column_text(st, 2));
+			cnt++;
+		}
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = db_err(s->db, rc, "list events");
+	pthread_mutex_unlock(&s->db_lock);
+	if (r) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * tree.c - the names and attributes of the mounted tree.
+ *
+ * Owns the mapping between names, inode numbers and struct stat.  The
+ * tree is fixed but for the snapshot images, which come from snapshot.c;
+ * nothing here does I/O or knows FUSE, so the FUSE front end only turns
+ * these answers into replies.  Modes follow the contract: live.img 0644
+ * (0444 with ro), snapshots 0444, directories 0755; everything belongs to
+ * the user who mounted.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snapfs/snapshot.h"
+#include "snapfs/tree.h"
+
+enum tree_kind tree_kind_of(uint64_t ino)
+{
+	switch (ino) {
+	case TREE_INO_ROOT:
+		return TREE_ROOT;
+	case TREE_INO_LIVE:
+		return TREE_LIVE;
+	case TREE_INO_SNAPDIR:
+		return TREE_SNAPDIR;
+	case TREE_INO_CBTDIR:
+		return TREE_CBTDIR;
+	}
+	if (ino > TREE_INO_SNAP_BASE && ino < TREE_INO_CBT_BASE)
+		return TREE_SNAPSHOT;
+	return TREE_NONE;
+}
+
+int64_t tree_snapshot_seq(uint64_t ino)
+{
+	return (int64_t)(ino - TREE_INO_SNAP_BASE);
+}
+
+static void fill_common(const struct tree *t, uint64_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = t->uid;
+	st->st_gid = t->gid;
+	st->st_blksize = 4096;
+	st->st_atim = st->st_mtim = st->st_ctim = t->mounted;
+}
+
+static void fill_dir(const struct tree *t, uint64_t ino, struct stat *st)
+{
+	fill_common(t, ino, st);
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = ino == TREE_INO_ROOT ? 4 : 2;
+}
+
+static void fill_file(const struct tree *t, uint64_t ino, mode_t mode,
+		      uint64_t size, struct stat *st)
+{
+	fill_common(t, ino, st);
+	st->st_mode = S_IFREG | mode;
+	st->st_nlink = 1;
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+}
+
+int tree_getattr(struct tree *t, uint64_t ino, struct stat *st)
+{
+	struct snapshot snap;
+
+	switch (tree_kind_of(ino)) {
+	case TREE_ROOT:
+	case TREE_SNAPDIR:
+	case TREE_CBTDIR:
+		fill_dir(t, ino, st);
+		return 0;
+	case TREE_LIVE:
+		fill_file(t, ino, t->ro ? 0444 : 0644, t->image_size, st);
+		return 0;
+	case TREE_SNAPSHOT:
+		if (snapshots_get(t->snaps, tree_snapshot_seq(ino), &snap))
+			return -ENOENT;
+		fill_file(t, ino, 0444, snap.size, st);
+		st->st_mtim.tv_sec = snap.created_ns / 1000000000;
+		st->st_mtim.tv_nsec = snap.created_ns % 1000000000;
+		st->st_ctim = st->st_mtim;
+		if (snap.deleted)
+			st->st_nlink = 0;
+		return 0;
+	case TREE_NONE:
+		break;
+	}
+	return -ENOENT;
+}
+
+/* Parses "<uuid>.img" into uuid; true when name has that form. */
+static bool snapshot_name(const char *name, char uuid[37])
+{
+	if (strlen(name) != 40 || strcmp(name + 36, ".img"))
+		return false;
+	memcpy(uuid, name, 36);
+	uuid[36] = '\0';
+	return snapshot_uuid_valid(uuid);
+}
+
+int tree_lookup(struct tree *t, uint64_t parent, const char *name,
+		struct stat *st)
+{
+	struct snapshot snap;
+	char uuid[37];
+
+	switch (tree_kind_of(parent)) {
+	case TREE_ROOT:
+		if (!strcmp(name, "live.img"))
+			return tree_getattr(t, TREE_INO_LIVE, st);
+		if (!strcmp(name, "snapshots"))
+			return tree_getattr(t, TREE_INO_SNAPDIR, st);
+		if (!strcmp(name, "cbt"))
+			return tree_getattr(t, TREE_INO_CBTDIR, st);
+		return -ENOENT;
+	case TREE_SNAPDIR:
+		if (!snapshot_name(name, uuid) ||
+		    snapshots_find(t->snaps, uuid, &snap))
+			return -ENOENT;
+		return tree_getattr(t, TREE_INO_SNAP_BASE + (uint64_t)snap.seq,
+				    st);
+	case TREE_CBTDIR:
+		return -ENOENT;
+	case TREE_NONE:
+		return -ENOENT;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
+		 size_t *n)
+{
+	struct snapshot *snaps = NULL;
+	struct tree_dirent *v;
+	size_t nsnaps = 0, k = 0;
+	enum tree_kind kind = tree_kind_of(ino);
+	int r;
+
+	if (kind == TREE_NONE)
+		return -ENOENT;
+	if (kind != TREE_ROOT && kind != TREE_SNAPDIR && kind != TREE_CBTDIR)
+		return -ENOTDIR;
+	if (kind == TREE_SNAPDIR) {
+		r = snapshots_list(t->snaps, &snaps, &nsnaps);
+		if (r)
+			return r;
+	}
+	v = calloc(nsnaps + 5, sizeof(*v));
+	if (!v) {
+		free(snaps);
+		return -ENOMEM;
+	}
+	v[k++] = (struct tree_dirent){ ".", ino, S_IFDIR };
+	v[k++] = (struct tree_dirent){ "..", TREE_INO_ROOT, S_IFDIR };
+	if (kind == TREE_ROOT) {
+		v[k++] = (struct tree_dirent){ "live.img", TREE_INO_LIVE,
+					       S_IFREG };
+		v[k++] = (struct tree_dirent){ "snapshots", TREE_INO_SNAPDIR,
+					       S_IFDIR };
+		v[k++] = (struct tree_dirent){ "cbt", TREE_INO_CBTDIR,
+					       S_IFDIR };
+	}
+	for (size_t i = 0; i < nsnaps; i++) {
+		snprintf(v[k].name, sizeof(v[k].name), "%s.img",
+			 snaps[i].uuid);
+		v[k].ino = TREE_INO_SNAP_BASE + (uint64_t)snaps[i].seq;
+		v[k++].mode = S_IFREG;
+	}
+	free(snaps);
+	*out = v;
+	*n = k;
+	return 0;
+}

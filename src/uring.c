@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * uring.c - the I/O engine.
+ *
+ * Owns one io_uring per calling thread, made on the thread's first batch
+ * and freed when the thread exits (a pthread key destructor) or when the
+ * engine is destroyed.  A batch is submitted with one io_uring_submit and
+ * reaped in full before uring_run returns, so callers keep the simple
+ * "call, then reply" shape while a request that spans many chunks still
+ * costs one system call for all of its transfers.
+ *
+ * Short transfers (a signal, a page boundary of a pipe) are finished with
+ * plain pread/pwrite: rare, and correctness matters more there than the
+ * batch.  Where the kernel refuses io_uring (seccomp, an old kernel), the
+ * engine falls back to pread/pwrite for every op and says so once.
+ *
+ * Locking: the list of rings is guarded by a mutex taken only when a
+ * thread makes or frees its ring; the rings themselves are per-thread.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "snapfs/log.h"
+#include "snapfs/uring.h"
+
+struct thread_ring {
+	struct io_uring ring;
+	struct uring_engine *engine;
+	struct thread_ring *prev, *next;
+};
+
+struct uring_engine {
+	pthread_key_t key;
+	pthread_mutex_t lock;
+	struct thread_ring *rings;
+	unsigned depth;
+	bool no_uring;
+};
+
+static void ring_unlink(struct uring_engine *e, struct thread_ring *tr)
+{
+	if (tr->prev)
+		tr->prev->next = tr->next;
+	else
+		e->rings = tr->next;
+	if (tr->next)
+		tr->next->prev = tr->prev;
+}
+
+static void ring_free_at_exit(void *p)
+{
+	struct thread_ring *tr = p;
+	struct uring_engine *e = tr->engine;
+
+	pthread_mutex_lock(&e->lock);
+	ring_unlink(e, tr);
+	pthread_mutex_unlock(&e->lock);
+	io_uring_queue_exit(&tr->ring);
+	free(tr);
+}
+
+int uring_engine_create(struct uring_engine **out, unsigned depth)
+{
+	struct uring_engine *e = calloc(1, sizeof(*e));
+	int r;
+
+	if (!e)
+		return -ENOMEM;
+	r = pthread_key_create(&e->key, ring_free_at_exit);
+	if (r) {
+		free(e);
+		return -r;
+	}
+	pthread_mutex_init(&e->lock, NULL);
+	e->depth = depth;
+	*out = e;
+	return 0;
+}
+
+void uring_engine_destroy(struct uring_engine *e)
+{
+	if (!e)
+		return;
+	pthread_key_delete(e->key);
+	while (e->rings) {
+		struct thread_ring *tr = e->rings;
+
+		ring_unlink(e, tr);
+		io_uring_queue_exit(&tr->ring);
+		free(tr);
+	}
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+}
+
+static struct thread_ring *ring_get(struct uring_engine *e)
+{
+	struct thread_ring *tr = pthread_getspecific(e->key);
+	int r;
+
+	if (tr || e->no_uring)
+		return tr;
+	tr = calloc(1, sizeof(*tr));
+	if (!tr)
+		return NULL;
+	r = io_uring_queue_init(e->depth, &tr->ring, 0);
+	if (r < 0) {
+		free(tr);
+		pthread_mutex_lock(&e->lock);
+		if (!e->no_uring)
+			log_warn("uring: io_uring unavailable (%d), using "
+				 "pread/pwrite",
+				 r);
+		e->no_uring = true;
+		pthread_mutex_unlock(&e->lock);
+		return NULL;
+	}
+	tr->engine = e;
+	pthread_mutex_lock(&e->lock);
+	tr->next = e->rings;
+	if (e->rings)
+		e->rings->prev = tr;
+	e->rings = tr;
+	pthread_mutex_unlock(&e->lock);
+	pthread_setspecific(e->key, tr);
+	return tr;
+}
+
+/* Moves the bytes of op from `done` on with plain system calls. */
+static int op_finish_sync(const struct io_op *op, size_t done)
+{
+	while (done < op->len) {
+		char *p = (char *)op->buf + done;
+		ssize_t n = op->write ? pwrite(op->fd, p, op->len - done,
+					       (off_t)(op->off + done))
+				      : pread(op->fd, p, op->len - done,
+					      (off_t)(op->off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Submits and reaps ops[0..n), n no more than the ring's depth. */
+static int run_slice(struct thread_ring *tr, struct io_op *ops, unsigned n)
+{
+	struct io_uring_cqe *cqe;
+	unsigned i, reaped = 0;
+	int r, first_err = 0;
+
+	for (i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&tr->ring);
+
+		if (ops[i].write)
+			io_uring_prep_write(sqe, ops[i].fd, ops[i].buf,
+					    (unsigned)ops[i].len, ops[i].off);
+		else
+			io_uring_prep_read(sqe, ops[i].fd, ops[i].buf,
+					   (unsigned)ops[i].len, ops[i].off);
+		io_uring_sqe_set_data64(sqe, i);
+	}
+	do {
+		r = io_uring_submit_and_wait(&tr->ring, n);
+	} while (r == -EINTR);
+	if (r < 0)
+		return r;
+	while (reaped < n) {
+		r = io_uring_wait_cqe(&tr->ring, &cqe);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return r;
+		i = (unsigned)io_uring_cqe_get_data64(cqe);
+		r = cqe->res;
+		io_uring_cqe_seen(&tr->ring, cqe);
+		reaped++;
+		if (r < 0)
+			r = r == -EINTR || r == -EAGAIN ? op_finish_sync(&ops[i], 0)
+							 : r;
+		else if ((size_t)r < ops[i].len)
+			r = r == 0 && !ops[i].write
+				    ? -EIO
+				    : op_finish_sync(&ops[i], (size_t)r);
+		else
+			r = 0;
+		if (r && !first_err)
+			first_err = r;
+	}
+	return first_err;
+}
+
+int uring_run(struct uring_engine *e, struct io_op *ops, unsigned n)
+{
+	struct thread_ring *tr = ring_get(e);
+	int r = 0, first_err = 0;
+	unsigned i;
+
+	if (!tr) {
+		for (i = 0; i < n; i++) {
+			r = op_finish_sync(&ops[i], 0);
+			if (r && !first_err)
+				first_err = r;
+		}
+		return first_err;
+	}
+	for (i = 0; i < n; i += e->depth) {
+		unsigned m = n - i < e->depth ? n - i : e->depth;
+
+		r = run_slice(tr, ops + i, m);
+		if (r && !first_err)
+			first_err = r;
+	}
+	return first_err;
+}
