@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+#define CS 16384u
+
+static struct chain ch;
+
+static void fini(void)
+{
+	chain_fini(&ch);
+}
+
+TestSuite(cow, .fini = fini);
+
+static int64_t snap(void)
+{
+	struct snapshot s;
+
+	cr_assert_eq(snapshots_create(ch.ss, &s), 0);
+	return s.seq;
+}
+
+static void write_pattern(uint64_t off, size_t len, uint64_t seed)
+{
+	unsigned char *buf = malloc(len);
+
+	fill_pattern(buf, len, seed);
+	cr_assert_eq(cow_write_live(ch.c, buf, len, off), (ssize_t)len);
+	free(buf);
+}
+
+Test(cow, without_snapshots_writes_preserve_nothing)
+{
+	chain_init(&ch, 1 << 20, CS, DURABILITY_PROCESS);
+	write_pattern(0, 1 << 20, 1);
+	cr_assert_eq(cow_preserved_count(ch.c), 0);
+	cr_assert_eq(store_bytes_used(ch.s), 0);
+}
+
+Test(cow, a_partial_chunk_write_preserves_the_whole_chunk_once)
+{
+	unsigned char *before, *after;
+	int64_t s1;
+
+	chain_init(&ch, 1 << 20, CS, DURABILITY_FULL);
+	write_pattern(0, 1 << 20, 1);
+	before = chain_read_all(&ch, 0);
+	s1 = snap();
+	write_pattern(CS + 100, 10, 2);  /* inside chunk 1 */
+	write_pattern(CS + 5000, 10, 3); /* chunk 1 again: already fresh */
+	cr_assert_eq(cow_preserved_count(ch.c), 1);
+	write_pattern(3 * CS - 8, 16, 4); /* straddles chunks 2 and 3 */
+	cr_assert_eq(cow_preserved_count(ch.c), 3);
+	after = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(before, after, 1 << 20), 0);
+	free(after);
+	after = chain_read_all(&ch, 0);
+	cr_assert_neq(memcmp(before, after, 1 << 20), 0);
+	free(before);
+	free(after);
+}
+
+Test(cow, one_copy_serves_every_older_snapshot_without_one)
+{
+	unsigned char *v0, *got;
+	int64_t s1, s2, s3;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
+	write_pattern(0, 256 * 1024, 1);
+	v0 = chain_read_all(&ch, 0);
+	s1 = snap();
+	s2 = snap();
+	s3 = snap();
+	write_pattern(0, CS, 2); /* one copy, made under s3, serves s1..s3 */
+	cr_assert_eq(cow_preserved_count(ch.c), 1);
+	cr_assert_eq(store_bytes_used(ch.s), CS);
+	int64_t seqs[] = { s1, s2, s3 };
+	for (int i = 0; i < 3; i++) {
+		got = chain_read_all(&ch, seqs[i]);
+		cr_assert_eq(memcmp(v0, got, 256 * 1024), 0, "snapshot %d", i);
+		free(got);
+	}
+	free(v0);
+}
+
+Test(cow, deleting_a_middle_snapshot_keeps_the_others_and_frees_space)
+{
+	unsigned char *v1, *v2, *v3, *got;
+	struct snapshot s2info;
+	int64_t s1, s2, s3;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
+	write_pattern(0, 256 * 1024, 1);
+	v1 = chain_read_all(&ch, 0);
+	s1 = snap();
+	write_pattern(0, 64 * 1024, 2);
+	v2 = chain_read_all(&ch, 0);
+	s2 = snap();
+	cr_assert_eq(snapshots_get(ch.ss, s2, &s2info), 0);
+	write_pattern(32 * 1024, 64 * 1024, 3);
+	v3 = chain_read_all(&ch, 0);
+	s3 = snap();
+	write_pattern(0, 256 * 1024, 4);
+	uint64_t used = store_bytes_used(ch.s);
+
+	cr_assert_eq(snapshots_delete(ch.ss, s2info.uuid), 0);
+	cr_assert_lt(store_bytes_used(ch.s), used, "space of s2 freed");
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(v1, got, 256 * 1024), 0);
+	free(got);
+	got = chain_read_all(&ch, s3);
+	cr_assert_eq(memcmp(v3, got, 256 * 1024), 0);
+	free(got);
+	cr_assert_eq(snapshots_get(ch.ss, s2, &s2info), -ENOENT);
+	free(v1);
+	free(v2);
+	free(v3);
+}
+
+Test(cow, an_open_snapshot_reads_the_same_bytes_after_delete)
+{
+	unsigned char *v1, *got;
+	struct snapshot info;
+	int64_t s1;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
+	write_pattern(0, 256 * 1024, 1);
+	v1 = chain_read_all(&ch, 0);
+	s1 = snap();
+	cr_assert_eq(snapshots_get(ch.ss, s1, &info), 0);
+	cr_assert_eq(snapshots_open(ch.ss, s1), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, info.uuid), 0);
+	cr_assert_eq(snapshots_find(ch.ss, info.uuid, &info), -ENOENT,
+		     "gone from the tree");
+	cr_assert_eq(snapshots_open(ch.ss, s1), -ENOENT, "cannot reopen");
+	write_pattern(0, 256 * 1024, 2); /* still preserved for the reader */
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(v1, got, 256 * 1024), 0);
+	free(got);
+	snapshots_release(ch.ss, s1);
+	cr_assert_eq(snapshots_get(ch.ss, s1, &info), -ENOENT, "purged");
+	cr_assert_eq(store_bytes_used(ch.s), 0);
+	free(v1);
+}
+
+Test(cow, a_deletion_left_pending_by_a_crash_finishes_at_the_next_open)
+{
+	struct snapshot info;
+	int64_t s1;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
+	write_pattern(0, 256 * 1024, 1);
+	s1 = snap();
+	write_pattern(0, 256 * 1024, 2);
+	cr_assert_eq(snapshots_get(ch.ss, s1, &info), 0);
+	cr_assert_eq(snapshots_open(ch.ss, s1), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, info.uuid), 0);
+	chain_stop(&ch, false); /* the reader never closed */
+	chain_start(&ch);
+	cr_assert_eq(snapshots_get(ch.ss, s1, &info), -ENOENT);
+	cr_assert_eq(store_bytes_used(ch.s), 0);
+}
+
+Test(cow, punch_and_zero_preserve_first_and_read_back_zeros)
+{
+	unsigned char *v1, *got, zeros[CS] = { 0 };
+	int64_t s1;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
+	write_pattern(0, 256 * 1024, 1);
+	v1 = chain_read_all(&ch, 0);
+	s1 = snap();
+	cr_assert_eq(cow_discard(ch.c, CS, CS, false), 0);
+	cr_assert_eq(cow_discard(ch.c, 4 * CS + 10, CS, true), 0);
+	got = chain_read_all(&ch, 0);
+	cr_assert_eq(memcmp(got + CS, zeros, CS), 0);
+	cr_assert_eq(memcmp(got + 4 * CS + 10, zeros, CS), 0);
+	cr_assert_eq(memcmp(got, v1, CS), 0);
+	free(got);
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(got, v1, 256 * 1024), 0);
+	free(got);
+	free(v1);
+}
+
+Test(cow, a_zero_chunk_is_preserved_without_taking_space)
+{
+	unsigned char *got, zeros[CS] = { 0 };
+	int64_t s1;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
+	s1 = snap();
+	write_pattern(0, 4 * CS, 1);
+	cr_assert_eq(cow_preserved_count(ch.c), 4);
+	cr_assert_eq(store_bytes_used(ch.s), 0);
+	got = chain_read_all(&ch, s1);
+	for (int i = 0; i < 16; i++)
+		cr_assert_eq(memcmp(got + i * CS, zeros, CS), 0);
+	free(got);
+}
+
+Test(cow, a_damaged_copy_reads_as_eio_never_wrong_bytes)
+{
+	unsigned char buf[CS];
+	int64_t s1;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
+	write_pattern(0, 256 * 1024, 1);
+	s1 = snap();
+	write_pattern(0, CS, 2);
+	cr_assert_eq(store_bytes_used(ch.s), CS);
+	/* flip one byte of the preserved copy in the data file */
+	cr_assert_eq(pread(store_data_fd(ch.s), buf, 1, 100), 1);
+	buf[0] ^= 0x40;
+	cr_assert_eq(pwrite(store_data_fd(ch.s), buf, 1, 100), 1);
+	cr_assert_eq(cow_read_snapshot(ch.c, s1, buf, 512, 0), -EIO);
+	cr_assert_eq(cow_read_snapshot(ch.c, s1, buf, 512, CS), 512,
+		     "other chunks still read");
+}
+
+Test(cow, writes_past_the_end_fail_and_straddling_ones_are_short)
+{
+	unsigned char buf[8192] = { 1 };
+
+	chain_init(&ch, 64 * 1024 + 4096, CS, DURABILITY_PROCESS);
+	cr_assert_eq(cow_write_live(ch.c, buf, 8192, 64 * 1024), 4096);
+	cr_assert_eq(cow_write_live(ch.c, buf, 10, 68 * 1024), -ENOSPC);
+	cr_assert_eq(cow_read_live(ch.c, buf, 8192, 64 * 1024), 4096);
+}
+
+Test(cow, seek_finds_data_and_holes_of_live_and_snapshots)
+{
+	int64_t s1;
+
+	chain_init(&ch, 1 << 20, CS, DURABILITY_PROCESS);
+	write_pattern(4 * CS, CS, 1); /* data only in chunk 4 */
+	s1 = snap();
+	write_pattern(10 * CS, CS, 2); /* live gains chunk 10 */
+	write_pattern(4 * CS, CS, 3);  /* chunk 4 preserved for s1 */
+
+	cr_assert_eq(cow_seek(ch.c, 0, 0, SEEK_DATA), 4 * CS);
+	cr_assert_eq(cow_seek(ch.c, 0, 5 * CS, SEEK_DATA), 10 * CS);
+	cr_assert_eq(cow_seek(ch.c, 0, 11 * CS, SEEK_DATA), -ENXIO);
+	cr_assert_eq(cow_seek(ch.c, 0, 4 * CS, SEEK_HOLE), 5 * CS);
+
+	cr_assert_eq(cow_seek(ch.c, s1, 0, SEEK_DATA), 4 * CS);
+	cr_assert_eq(cow_seek(ch.c, s1, 4 * CS, SEEK_HOLE), 5 * CS);
+	/* chunk 10 is data live but a hole in s1, which it reads from a
+	 * zero copy */
+	int64_t d = cow_seek(ch.c, s1, 5 * CS, SEEK_DATA);
+	cr_assert(d == -ENXIO || d == 10 * CS, "got %lld", (long long)d);
+	cr_assert_eq(cow_seek(ch.c, s1, (1 << 20) - 1, SEEK_HOLE),
+		     (1 << 20) - 1);
+	cr_assert_eq(cow_seek(ch.c, s1, 1 << 20, SEEK_DATA), -ENXIO);
+}
+
+struct writer {
+	int id;
+	volatile bool *stop;
+	int ret;
+};
+
+static void *write_loop(void *arg)
+{
+	struct writer *w = arg;
+	unsigned char buf[4096];
+	unsigned seed = (unsigned)w->id;
+
+	for (int i = 0; !*w->stop && i < 100000; i++) {
+		uint64_t off = (uint64_t)(rand_r(&seed) % 256) * 4096;
+
+		memset(buf, w->id + i, sizeof(buf));
+		if (cow_write_live(ch.c, buf, sizeof(buf), off) != 4096) {
+			w->ret = -1;
+			break;
+		}
+	}
+	return NULL;
+}
+
+Test(cow, snapshots_taken_under_concurrent_writes_never_change)
+{
+	volatile bool stop = false;
+	struct writer w[3];
+	pthread_t t[3];
+	int64_t seqs[8];
+	unsigned char *first[8];
+
+	chain_init(&ch, 1 << 20, CS, DURABILITY_PROCESS);
+	for (int i = 0; i < 3; i++) {
+		w[i] = (struct writer){ i + 1, &stop, 0 };
+		pthread_create(&t[i], NULL, write_loop, &w[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		usleep(2000);
+		seqs[i] = snap();
+		first[i] = chain_read_all(&ch, seqs[i]);
+	}
+	usleep(5000);
+	stop = true;
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(w[i].ret, 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		unsigned char *again = chain_read_all(&ch, seqs[i]);
+
+		cr_assert_eq(memcmp(first[i], again, 1 << 20), 0,
+			     "snapshot %d changed", i);
+		free(again);
+		free(first[i]);
+	}
+}

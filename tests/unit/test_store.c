@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "snapfs/store.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/snapfs-store-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static struct store_config config(const char *sub, uint32_t cs,
+				  uint64_t size, const char *id)
+{
+	static char path[128];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	return (struct store_config){ .dir = path,
+				      .chunk_size = cs,
+				      .image_size = size,
+				      .backing_id = id,
+				      .durability = DURABILITY_PROCESS };
+}
+
+/* A checksum of every file of a directory, to prove nothing changed. */
+static unsigned long dir_sum(const char *sub)
+{
+	char cmd[256];
+	unsigned long sum = 0;
+	FILE *p;
+	int ch;
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s/%s' && ls -la --time-style=full-iso . && cat * | "
+		 "cksum",
+		 dir, sub);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while ((ch = fgetc(p)) != EOF)
+		sum = sum * 131 + (unsigned long)ch;
+	pclose(p);
+	return sum;
+}
+
+Test(store, a_new_store_is_private_and_records_its_parameters)
+{
+	struct store_config c = config("s", 16384, 1 << 20, "file:1:2");
+	struct store *s;
+	char err[256];
+	struct stat st;
+	char path[160];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert(store_info(s)->created);
+	cr_assert_eq(store_info(s)->chunk_size, 16384);
+	cr_assert_eq(store_info(s)->cbt_block_size, 65536);
+	cr_assert_eq(store_info(s)->generation, 1);
+	store_close(s, true);
+	cr_assert_eq(stat(c.dir, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/index.db", c.dir);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+
+	c.chunk_size = 0; /* the store's own */
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not(store_info(s)->created);
+	cr_assert_eq(store_info(s)->chunk_size, 16384);
+	cr_assert(store_info(s)->prev_clean);
+	store_close(s, false);
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not(store_info(s)->prev_clean, "unclean close recorded");
+	store_close(s, true);
+}
+
+Test(store, a_mismatched_open_fails_with_one_line_and_changes_nothing)
+{
+	struct store_config c = config("s", 16384, 1 << 20, "file:1:2");
+	struct store *s;
+	char err[256];
+	unsigned long before;
+	static const struct {
+		uint32_t cs;
+		uint64_t size;
+		const char *id;
+		const char *says;
+	} bad[] = {
+		{ 65536, 1 << 20, "file:1:2", "chunk_size" },
+		{ 0, 2 << 20, "file:1:2", "size changed" },
+		{ 0, 1 << 20, "file:1:3", "another image" },
+	};
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	store_close(s, true);
+	before = dir_sum("s");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct store_config b = c;
+
+		b.chunk_size = bad[i].cs;
+		b.image_size = bad[i].size;
+		b.backing_id = bad[i].id;
+		err[0] = '\0';
+		cr_assert_neq(store_open(&s, &b, err, sizeof(err)), 0);
+		cr_assert_not_null(strstr(err, bad[i].says), "%s", err);
+		cr_assert_null(strchr(err, '\n'));
+		cr_assert_eq(dir_sum("s"), before, "store changed by %s",
+			     bad[i].says);
+	}
+}
+
+Test(store, a_damaged_index_is_refused_at_open)
+{
+	struct store_config c = config("s", 16384, 1 << 20, "file:1:2");
+	struct store *s;
+	char err[256], path[160];
+	FILE *f;
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	store_close(s, true);
+	snprintf(path, sizeof(path), "%s/index.db", c.dir);
+	f = fopen(path, "r+");
+	cr_assert_not_null(f);
+	fseek(f, 0, SEEK_SET);
+	fputs("this is not sqlite", f);
+	fclose(f);
+	unsigned long before = dir_sum("s");
+	cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "damaged"), "%s", err);
+	cr_assert_eq(dir_sum("s"), before);
+}
+
+Test(store, a_directory_with_foreign_files_is_not_taken_over)
+{
+	struct store_config c = config("s", 0, 1 << 20, "file:1:2");
+	struct store *s;
+	char err[256], path[160];
+	FILE *f;
+
+	cr_assert_eq(mkdir(c.dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/precious.txt", c.dir);
+	f = fopen(path, "w");
+	fputs("keep me", f);
+	fclose(f);
+	cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "not a snapfs store"), "%s", err);
+	snprintf(path, sizeof(path), "%s/index.db", c.dir);
+	cr_assert_neq(access(path, F_OK), 0, "nothing created");
+}
+
+Test(store, find_returns_the_oldest_copy_at_or_after_the_snapshot)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct chunk_row rows[3] = { { 5, 2, -1, 11 },
+				     { 5, 4, -1, 22 },
+				     { 5, 7, -1, 33 } };
+	struct chunk_row got;
+	struct store *s;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(store_slot_alloc(s, &rows[i].data_off), 0);
+	cr_assert_eq(store_commit_chunks(s, rows, 3), 0);
+	cr_assert_eq(store_find_copy(s, 5, 1, &got), 0);
+	cr_assert_eq(got.seq, 2);
+	cr_assert_eq(store_find_copy(s, 5, 3, &got), 0);
+	cr_assert_eq(got.seq, 4);
+	cr_assert_eq(got.crc, 22);
+	cr_assert_eq(store_find_copy(s, 5, 4, &got), 0);
+	cr_assert_eq(got.seq, 4);
+	cr_assert_eq(store_find_copy(s, 5, 8, &got), -ENOENT);
+	cr_assert_eq(store_find_copy(s, 6, 1, &got), -ENOENT);
+	cr_assert_eq(store_bytes_used(s), 3 * 4096);
+	store_close(s, true);
+}
+
+Test(store, purge_frees_only_copies_no_live_snapshot_reads)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	/* chunk 1: copies for 1 and 3; chunk 2: copy for 3 only */
+	struct chunk_row rows[3] = { { 1, 1, -1, 0 },
+				     { 1, 3, -1, 0 },
+				     { 2, 3, -1, 0 } };
+	struct store_snapshot snap;
+	struct chunk_row got;
+	struct store *s;
+	char err[256];
+	int64_t live_after_2[] = { 1, 3 }, live_after_3[] = { 1 };
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 1; i <= 3; i++) {
+		memset(&snap, 0, sizeof(snap));
+		snprintf(snap.uuid, sizeof(snap.uuid), "u%d", i);
+		cr_assert_eq(store_add_snapshot(s, &snap), 0);
+		cr_assert_eq(snap.seq, i);
+		cr_assert_eq(snap.generation, (uint64_t)i);
+	}
+	cr_assert_eq(store_info(s)->generation, 4);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(store_slot_alloc(s, &rows[i].data_off), 0);
+	cr_assert_eq(store_commit_chunks(s, rows, 3), 0);
+
+	/* Snapshot 2 read chunk 1's copy 3 and chunk 2's copy 3; snapshot 3
+	 * still reads both. */
+	cr_assert_eq(store_purge_snapshot(s, 2, live_after_2, 2), 0);
+	cr_assert_eq(store_bytes_used(s), 3 * 4096);
+	/* Now snapshot 3 goes: chunk 1's copy 3 has no reader (snapshot 1
+	 * reads copy 1), but chunk 2's copy 3 is what snapshot 1 reads. */
+	cr_assert_eq(store_purge_snapshot(s, 3, live_after_3, 1), 0);
+	cr_assert_eq(store_bytes_used(s), 2 * 4096);
+	cr_assert_eq(store_find_copy(s, 1, 1, &got), 0);
+	cr_assert_eq(got.seq, 1);
+	cr_assert_eq(store_find_copy(s, 1, 2, &got), -ENOENT);
+	cr_assert_eq(store_find_copy(s, 2, 1, &got), 0);
+	cr_assert_eq(got.seq, 3);
+
+	struct store_snapshot *list;
+	size_t n;
+	cr_assert_eq(store_list_snapshots(s, &list, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(list[0].uuid, "u1");
+	free(list);
+	store_close(s, true);
+}
+
+struct committer {
+	struct store *s;
+	int id;
+	int ret;
+};
+
+static void *commit_many(void *arg)
+{
+	struct committer *c = arg;
+
+	for (int i = 0; i < 50 && !c->ret; i++) {
+		struct chunk_row row = { (uint64_t)(c->id * 1000 + i), 1, -1,
+					 (uint32_t)i };
+
+		char byte = (char)i;
+
+		c->ret = store_slot_alloc(c->s, &row.data_off);
+		if (!c->ret && pwrite(store_data_fd(c->s), &byte, 1,
+				      row.data_off + 4095) != 1)
+			c->ret = -1;
+		if (!c->ret)
+			c->ret = store_commit_chunks(c->s, &row, 1);
+	}
+	return NULL;
+}
+
+Test(store, concurrent_commits_all_land)
+{
+	struct store_config c = config("s", 4096, 64 << 20, "file:1:2");
+	struct committer cs[8];
+	pthread_t t[8];
+	struct store *s;
+	struct chunk_row got;
+	char err[256];
+
+	c.durability = DURABILITY_FULL;
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 8; i++) {
+		cs[i] = (struct committer){ s, i, 0 };
+		pthread_create(&t[i], NULL, commit_many, &cs[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(cs[i].ret, 0);
+	}
+	store_close(s, true);
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 8; i++)
+		for (int k = 0; k < 50; k++) {
+			cr_assert_eq(store_find_copy(s, (uint64_t)(i * 1000 + k),
+						     1, &got),
+				     0);
+			cr_assert_eq(got.crc, (uint32_t)k);
+		}
+	cr_assert_eq(store_bytes_used(s), 400 * 4096, "slots rebuilt");
+	store_close(s, true);
+}
