@@ -62,9 +62,8 @@ int backing_open(struct backing *b, const char *path, bool ro, char *err,
 	if (flock(b->fd, LOCK_EX | LOCK_NB) < 0) {
 		r = -errno;
 		snprintf(err, err_len, "backing %s: %s", path,
-			 r == -EWOULDBLOCK
-				 ? "in use by another snapfs daemon"
-				 : strerror(-r));
+			 r == -EWOULDBLOCK ? "in use by another snapfs daemon"
+					   : strerror(-r));
 		goto err_close;
 	}
 	if (fstat(b->fd, &st) < 0) {

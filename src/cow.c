@@ -86,8 +86,7 @@ struct stripe_set {
 	uint64_t bits[NSTRIPES / 64];
 };
 
-static void stripes_of(struct stripe_set *set, const uint64_t *chunks,
-		       size_t n)
+static void stripes_of(struct stripe_set *set, const uint64_t *chunks, size_t n)
 {
 	memset(set, 0, sizeof(*set));
 	for (size_t i = 0; i < n; i++) {
@@ -326,11 +325,11 @@ ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off)
 	return r ? r : (ssize_t)op.len;
 }
 
-ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
-		       uint64_t off)
+ssize_t cow_write_live(struct cow *c, const void *buf, size_t len, uint64_t off)
 {
-	struct io_op op = { .fd = c->b->fd, .write = true, .buf = (void *)buf,
-			    .off = off };
+	struct io_op op = {
+		.fd = c->b->fd, .write = true, .buf = (void *)buf, .off = off
+	};
 	int r;
 
 	if (len && off >= c->size)
@@ -359,7 +358,9 @@ static int write_zeros(struct cow *c, uint64_t off, uint64_t len)
 	if (!z)
 		return -ENOMEM;
 	while (len && !r) {
-		struct io_op op = { .fd = c->b->fd, .write = true, .buf = z,
+		struct io_op op = { .fd = c->b->fd,
+				    .write = true,
+				    .buf = z,
 				    .len = len < piece ? (size_t)len : piece,
 				    .off = off };
 
@@ -504,16 +505,16 @@ ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
 					 : last;
 		uint64_t chunks[COW_BATCH_CHUNKS];
 		uint64_t woff = first * c->cs > off ? first * c->cs : off;
-		uint64_t wend = (wlast + 1) * c->cs < end ? (wlast + 1) * c->cs
-							  : end;
+		uint64_t wend =
+			(wlast + 1) * c->cs < end ? (wlast + 1) * c->cs : end;
 		struct stripe_set set;
 
 		for (uint64_t ch = first; ch <= wlast; ch++)
 			chunks[ch - first] = ch;
 		stripes_of(&set, chunks, (size_t)(wlast - first + 1));
 		stripes_lock(c, &set, false);
-		r = read_snapshot_window(c, seq, (unsigned char *)buf +
-							 (woff - off),
+		r = read_snapshot_window(c, seq,
+					 (unsigned char *)buf + (woff - off),
 					 woff, wend, first, wlast);
 		stripes_unlock(c, &set);
 		first = wlast + 1;

@@ -158,8 +158,8 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 	struct store_event *ev = NULL;
 	struct snapshot *snaps = NULL;
 	size_t nev = 0, nsnaps = 0;
-	const char *dur = d->opts.durability == DURABILITY_FULL ? "full"
-								 : "process";
+	const char *dur =
+		d->opts.durability == DURABILITY_FULL ? "full" : "process";
 	const char *onfull = d->opts.on_full == ON_FULL_DROP_OLDEST
 				     ? "drop-oldest"
 				     : "fail-writes";
@@ -211,9 +211,8 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 		"generation:      %" PRIu64 " (open)\n"
 		"snapshots:       %zu\n"
 		"diff_bytes:      %" PRIu64 "\n",
-		d->backing.path, d->store_path, d->backing.size,
-		si->chunk_size, si->cbt_block_size, si->generation, nsnaps,
-		used);
+		d->backing.path, d->store_path, d->backing.size, si->chunk_size,
+		si->cbt_block_size, si->generation, nsnaps, used);
 	if (d->opts.diff_max)
 		fprintf(out, "diff_max:        %" PRIu64 " (on_full=%s)\n",
 			d->opts.diff_max, onfull);

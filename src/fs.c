@@ -131,8 +131,8 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		fuse_reply_err(req, d->opts.ro ? EROFS : EPERM);
 		return;
 	}
-	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
-		      FUSE_SET_ATTR_GID)) {
+	if (to_set &
+	    (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -162,9 +162,9 @@ static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	for (size_t i = (size_t)off; i < n; i++) {
 		struct stat st = { .st_ino = ents[i].ino,
 				   .st_mode = ents[i].mode };
-		size_t len = fuse_add_direntry(req, buf + used, size - used,
-					       ents[i].name, &st,
-					       (off_t)(i + 1));
+		size_t len =
+			fuse_add_direntry(req, buf + used, size - used,
+					  ents[i].name, &st, (off_t)(i + 1));
 
 		if (len > size - used)
 			break;
@@ -193,8 +193,8 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct daemon *d = req_daemon(req);
-	bool wants_write = (fi->flags & O_ACCMODE) != O_RDONLY ||
-			   (fi->flags & O_TRUNC);
+	bool wants_write =
+		(fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
 	int r;
 
 	switch (tree_kind_of(ino)) {
@@ -307,8 +307,8 @@ static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		fuse_reply_err(req, 0);
 }
 
-static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			    off_t off, off_t len, struct fuse_file_info *fi)
+static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+			    off_t len, struct fuse_file_info *fi)
 {
 	struct daemon *d = req_daemon(req);
 	int r;
@@ -382,8 +382,8 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fs_op_refuse(fuse_req_t req, fuse_ino_t parent)
 {
-	fuse_reply_err(req, tree_kind_of(parent) == TREE_SNAPDIR ? EROFS
-								  : EPERM);
+	fuse_reply_err(req,
+		       tree_kind_of(parent) == TREE_SNAPDIR ? EROFS : EPERM);
 }
 
 static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -503,7 +503,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 
 static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	enum log_level l = level <= FUSE_LOG_ERR	 ? LOG_LVL_ERROR
+	enum log_level l = level <= FUSE_LOG_ERR       ? LOG_LVL_ERROR
 			   : level <= FUSE_LOG_WARNING ? LOG_LVL_WARN
 			   : level <= FUSE_LOG_INFO    ? LOG_LVL_INFO
 						       : LOG_LVL_DEBUG;
@@ -523,8 +523,8 @@ static char *mount_opts(const struct daemon *d)
 	if (!s)
 		return NULL;
 	snprintf(s, len, "%s%ssubtype=snapfs%s%s%s%s", user, *user ? "," : "",
-		 has_fsname ? "" : ",fsname=", has_fsname ? "" : d->backing.path,
-		 d->opts.ro ? ",ro" : "",
+		 has_fsname ? "" : ",fsname=",
+		 has_fsname ? "" : d->backing.path, d->opts.ro ? ",ro" : "",
 		 other && !strstr(user, "default_permissions")
 			 ? ",default_permissions"
 			 : "");

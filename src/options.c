@@ -22,18 +22,23 @@
 /* FUSE options handed to the mount unchanged. */
 static const char *const fuse_flag_words[] = {
 	"allow_other", "allow_root", "auto_unmount", "default_permissions",
-	"dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
-	"sync", "async", "dirsync", NULL,
+	"dev",	       "nodev",	     "suid",	     "nosuid",
+	"exec",	       "noexec",     "atime",	     "noatime",
+	"sync",	       "async",	     "dirsync",	     NULL,
 };
 static const char *const fuse_value_words[] = {
-	"fsname=", "subtype=", "max_read=", NULL,
+	"fsname=",
+	"subtype=",
+	"max_read=",
+	NULL,
 };
 /* mount(8) and fstab words that a FUSE daemon has no use for. */
 static const char *const dropped_words[] = {
-	"rw", "defaults", "auto", "noauto", "user", "nouser", "users", "owner",
-	"group", "_netdev", "nofail", "relatime", "norelatime", "strictatime",
-	"nostrictatime", "diratime", "nodiratime", "lazytime", "nolazytime",
-	"loud", "silent", "nosymfollow", NULL,
+	"rw",	    "defaults",	   "auto",	 "noauto",	"user",
+	"nouser",   "users",	   "owner",	 "group",	"_netdev",
+	"nofail",   "relatime",	   "norelatime", "strictatime", "nostrictatime",
+	"diratime", "nodiratime",  "lazytime",	 "nolazytime",	"loud",
+	"silent",   "nosymfollow", NULL,
 };
 static const char *const dropped_prefixes[] = {
 	"x-", "comment=", "helper=", "context=", NULL,
@@ -70,19 +75,23 @@ int options_parse_size(const char *s, uint64_t *out)
 	switch (*p) {
 	case '\0':
 		break;
-	case 'K': case 'k':
+	case 'K':
+	case 'k':
 		mul = 1ull << 10;
 		p++;
 		break;
-	case 'M': case 'm':
+	case 'M':
+	case 'm':
 		mul = 1ull << 20;
 		p++;
 		break;
-	case 'G': case 'g':
+	case 'G':
+	case 'g':
 		mul = 1ull << 30;
 		p++;
 		break;
-	case 'T': case 't':
+	case 'T':
+	case 't':
 		mul = 1ull << 40;
 		p++;
 		break;
@@ -127,8 +136,8 @@ static int set_string(char **dst, const char *v)
 	return 0;
 }
 
-static int parse_unit(const char *name, const char *v, uint32_t *out,
-		      char *err, size_t err_len)
+static int parse_unit(const char *name, const char *v, uint32_t *out, char *err,
+		      size_t err_len)
 {
 	uint64_t n;
 
@@ -235,8 +244,8 @@ static int parse_word(struct snapfs_options *opts, const char *w, char *err,
 	return -EINVAL;
 }
 
-int options_parse_list(struct snapfs_options *opts, const char *list,
-		       char *err, size_t err_len)
+int options_parse_list(struct snapfs_options *opts, const char *list, char *err,
+		       size_t err_len)
 {
 	char *copy = strdup(list), *save = NULL, *w;
 	int r = 0;
@@ -311,7 +320,9 @@ int options_parse_argv(struct snapfs_options *opts, int argc, char **argv,
 	if (opts->help || opts->version)
 		return 0;
 	if (npos < 2) {
-		snprintf(err, err_len, "usage: snapfs [-f] [-d] [-o OPTION[,OPTION...]] BACKING MOUNTPOINT");
+		snprintf(err, err_len,
+			 "usage: snapfs [-f] [-d] [-o OPTION[,OPTION...]] "
+			 "BACKING MOUNTPOINT");
 		return -EINVAL;
 	}
 	return 0;

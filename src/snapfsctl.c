@@ -37,7 +37,8 @@
 static const char usage_text[] =
 	"usage: snapfsctl COMMAND MOUNTPOINT [ARGS]\n"
 	"\n"
-	"  create MOUNTPOINT [--freeze FSPATH]   take a snapshot, print its uuid\n"
+	"  create MOUNTPOINT [--freeze FSPATH]   take a snapshot, print its "
+	"uuid\n"
 	"  list MOUNTPOINT [--json]              snapshots, oldest first\n"
 	"  delete MOUNTPOINT UUID...             delete snapshots\n"
 	"  status MOUNTPOINT [--json]            state of the mount and store\n"
@@ -239,11 +240,13 @@ int main(int argc, char **argv)
 	bool json = false;
 	int i;
 
-	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		fputs(usage_text, stdout);
 		return 0;
 	}
-	if (argc >= 2 && (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version"))) {
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version"))) {
 		printf("snapfsctl %s\n", PACKAGE_VERSION);
 		return 0;
 	}
@@ -283,12 +286,14 @@ int main(int argc, char **argv)
 		int r;
 
 		if (argc < 4)
-			return usage_error("%s", "delete: needs at least one UUID");
+			return usage_error("%s",
+					   "delete: needs at least one UUID");
 		for (i = 3; i < argc; i++) {
 			if (!snapshot_uuid_valid(argv[i]))
-				return usage_error("delete: '%s' is not a snapshot "
-						   "uuid",
-						   argv[i]);
+				return usage_error(
+					"delete: '%s' is not a snapshot "
+					"uuid",
+					argv[i]);
 			len += strlen(argv[i]) + 1;
 		}
 		req = malloc(len);

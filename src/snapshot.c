@@ -307,8 +307,7 @@ out:
 	return r;
 }
 
-int snapshots_find(struct snapshots *ss, const char *uuid,
-		   struct snapshot *out)
+int snapshots_find(struct snapshots *ss, const char *uuid, struct snapshot *out)
 {
 	int r = -ENOENT;
 

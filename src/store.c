@@ -74,8 +74,8 @@ struct store {
 
 	pthread_mutex_t slot_lock;
 	uint64_t *slot_used; /* bit per slot */
-	uint64_t nslots;     /* slots the map covers */
-	uint64_t slot_hint;  /* no free slot below this */
+	uint64_t nslots; /* slots the map covers */
+	uint64_t slot_hint; /* no free slot below this */
 	uint64_t slots_in_use;
 
 	pthread_mutex_t gc_lock;
@@ -304,8 +304,8 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 		r = -EIO;
 		goto out;
 	}
-	rc = sqlite3_prepare_v2(db, "SELECT max(data_off) FROM chunks", -1,
-				&st, NULL);
+	rc = sqlite3_prepare_v2(db, "SELECT max(data_off) FROM chunks", -1, &st,
+				NULL);
 	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL)
 		max_end = (uint64_t)sqlite3_column_int64(st, 0) +
@@ -353,9 +353,8 @@ static int store_connect(struct store *s, char *err, size_t err_len)
 					   : "PRAGMA synchronous=OFF");
 	if (r)
 		goto err_msg;
-	rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READWRITE |
-						    SQLITE_OPEN_NOMUTEX,
-			     NULL);
+	rc = sqlite3_open_v2(path, &s->rdb,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
 		goto err_db;
 	sqlite3_busy_timeout(s->rdb, 10000);
@@ -475,8 +474,9 @@ static int store_load_slots(struct store *s)
 	if (rc != SQLITE_OK)
 		return db_err(s->db, rc, "prepare slot scan");
 	while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		r = slot_set(s, (uint64_t)sqlite3_column_int64(st, 0) /
-					s->info.chunk_size,
+		r = slot_set(s,
+			     (uint64_t)sqlite3_column_int64(st, 0) /
+				     s->info.chunk_size,
 			     true);
 	sqlite3_finalize(st);
 	if (!r && rc != SQLITE_DONE)
@@ -530,7 +530,7 @@ static int store_open_dir(struct store *s, bool *made, char *err,
 static void store_unmake(struct store *s)
 {
 	static const char *const names[] = { "index.db", "index.db-wal",
-					      "index.db-shm", "data" };
+					     "index.db-shm", "data" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlinkat(s->dir_fd, names[i], 0);
@@ -570,8 +570,8 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 			goto err_dir;
 	}
 	path_in(s, "data", path, sizeof(path));
-	s->data_fd = open(path, O_RDWR | O_CLOEXEC | (fresh ? O_CREAT : 0),
-			  0600);
+	s->data_fd =
+		open(path, O_RDWR | O_CLOEXEC | (fresh ? O_CREAT : 0), 0600);
 	if (s->data_fd < 0) {
 		r = -errno;
 		snprintf(err, err_len, "store %s: data file: %s", s->dir,
@@ -766,8 +766,7 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 	return r;
 }
 
-int store_commit_chunks(struct store *s, const struct chunk_row *rows,
-			size_t n)
+int store_commit_chunks(struct store *s, const struct chunk_row *rows, size_t n)
 {
 	struct commit_waiter me = { .rows = rows, .n = n };
 
@@ -819,10 +818,10 @@ int store_find_copy(struct store *s, uint64_t chunk_idx, int64_t seq,
 	if (rc == SQLITE_ROW) {
 		out->chunk_idx = chunk_idx;
 		out->seq = sqlite3_column_int64(s->find_copy, 0);
-		out->data_off = sqlite3_column_type(s->find_copy, 1) ==
-						SQLITE_NULL
-					? -1
-					: sqlite3_column_int64(s->find_copy, 1);
+		out->data_off =
+			sqlite3_column_type(s->find_copy, 1) == SQLITE_NULL
+				? -1
+				: sqlite3_column_int64(s->find_copy, 1);
 		out->crc = (uint32_t)sqlite3_column_int64(s->find_copy, 2);
 		r = 0;
 	} else if (rc != SQLITE_DONE) {
@@ -979,8 +978,7 @@ int store_mark_deleted(struct store *s, int64_t seq)
 }
 
 /* True when some seq of live[0..n) (ascending) lies in (lo, hi]. */
-static bool live_in_range(const int64_t *live, size_t n, int64_t lo,
-			  int64_t hi)
+static bool live_in_range(const int64_t *live, size_t n, int64_t lo, int64_t hi)
 {
 	size_t a = 0, b = n;
 

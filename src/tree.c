@@ -165,12 +165,11 @@ int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
 					       S_IFREG };
 		v[k++] = (struct tree_dirent){ "snapshots", TREE_INO_SNAPDIR,
 					       S_IFDIR };
-		v[k++] = (struct tree_dirent){ "cbt", TREE_INO_CBTDIR,
-					       S_IFDIR };
+		v[k++] =
+			(struct tree_dirent){ "cbt", TREE_INO_CBTDIR, S_IFDIR };
 	}
 	for (size_t i = 0; i < nsnaps; i++) {
-		snprintf(v[k].name, sizeof(v[k].name), "%s.img",
-			 snaps[i].uuid);
+		snprintf(v[k].name, sizeof(v[k].name), "%s.img", snaps[i].uuid);
 		v[k].ino = TREE_INO_SNAP_BASE + (uint64_t)snaps[i].seq;
 		v[k++].mode = S_IFREG;
 	}

@@ -184,8 +184,9 @@ static int run_slice(struct thread_ring *tr, struct io_op *ops, unsigned n)
 		io_uring_cqe_seen(&tr->ring, cqe);
 		reaped++;
 		if (r < 0)
-			r = r == -EINTR || r == -EAGAIN ? op_finish_sync(&ops[i], 0)
-							 : r;
+			r = r == -EINTR || r == -EAGAIN
+				    ? op_finish_sync(&ops[i], 0)
+				    : r;
 		else if ((size_t)r < ops[i].len)
 			r = r == 0 && !ops[i].write
 				    ? -EIO

@@ -12,8 +12,8 @@
 
 struct backing {
 	int fd;
-	char *path;        /* as given */
-	uint64_t size;     /* bytes; fixed while mounted */
+	char *path; /* as given */
+	uint64_t size; /* bytes; fixed while mounted */
 	bool is_blkdev;
 	char identity[96]; /* "file:DEV:INO" or "blkdev:MAJOR:MINOR" */
 	struct timespec mtime;

@@ -29,10 +29,10 @@ void log_write(enum log_level level, const char *fmt, ...)
 /* Routes libfuse's own messages through this sink. */
 void log_vwrite(enum log_level level, const char *fmt, va_list ap);
 
-#define log_at(lvl, ...)                                 \
-	do {                                             \
-		if ((lvl) <= log_threshold)              \
-			log_write((lvl), __VA_ARGS__);   \
+#define log_at(lvl, ...)                               \
+	do {                                           \
+		if ((lvl) <= log_threshold)            \
+			log_write((lvl), __VA_ARGS__); \
 	} while (0)
 #define log_error(...) log_at(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_at(LOG_LVL_WARN, __VA_ARGS__)

@@ -25,10 +25,10 @@ enum durability { DURABILITY_FULL, DURABILITY_PROCESS };
 struct snapfs_options {
 	char *backing;
 	char *mountpoint;
-	char *store;             /* NULL: BACKING.snapfs */
-	uint32_t chunk_size;     /* 0: the store's, or the default */
+	char *store; /* NULL: BACKING.snapfs */
+	uint32_t chunk_size; /* 0: the store's, or the default */
 	uint32_t cbt_block_size; /* 0: the store's, or the default */
-	uint64_t diff_max;       /* 0: no limit */
+	uint64_t diff_max; /* 0: no limit */
 	enum on_full on_full;
 	enum durability durability;
 	uint32_t cbt_keep;
@@ -50,8 +50,8 @@ int options_parse_size(const char *s, uint64_t *out);
  * Applies one comma-separated -o list to opts.  On error returns -EINVAL
  * and writes one line naming the bad word into err.
  */
-int options_parse_list(struct snapfs_options *opts, const char *list,
-		       char *err, size_t err_len);
+int options_parse_list(struct snapfs_options *opts, const char *list, char *err,
+		       size_t err_len);
 
 /*
  * Parses the whole command line (argv[0] excluded from meaning).  Returns

@@ -23,7 +23,7 @@ struct snapshot {
 	int64_t created_ns;
 	uint64_t generation;
 	uint64_t size;
-	bool deleted;   /* gone from the tree, still read by an open handle */
+	bool deleted; /* gone from the tree, still read by an open handle */
 	unsigned opens; /* open handles */
 };
 

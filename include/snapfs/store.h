@@ -16,10 +16,10 @@ struct store;
 
 struct store_config {
 	const char *dir;
-	uint32_t chunk_size;     /* 0: the store's, or the default if new */
+	uint32_t chunk_size; /* 0: the store's, or the default if new */
 	uint32_t cbt_block_size; /* 0: the store's, or the default if new */
 	uint64_t image_size;
-	const char *backing_id;  /* backing.identity */
+	const char *backing_id; /* backing.identity */
 	enum durability durability;
 };
 
@@ -28,8 +28,8 @@ struct store_info {
 	uint32_t cbt_block_size;
 	uint64_t image_size;
 	uint64_t generation; /* the open one */
-	bool created;        /* made by this open */
-	bool prev_clean;     /* how the previous run ended */
+	bool created; /* made by this open */
+	bool prev_clean; /* how the previous run ended */
 };
 
 /* One preserved copy: chunk chunk_idx as it was while snapshot seq was the

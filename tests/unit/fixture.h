@@ -102,8 +102,7 @@ static inline void chain_fini(struct chain *ch)
 }
 
 /* Fills buf with bytes derived from seed (never all zero). */
-static inline void fill_pattern(unsigned char *buf, size_t len,
-				uint64_t seed)
+static inline void fill_pattern(unsigned char *buf, size_t len, uint64_t seed)
 {
 	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
 

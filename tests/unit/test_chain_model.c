@@ -67,8 +67,8 @@ static void check_all(int step)
 static void drop(int i)
 {
 	free(snaps[i].data);
-	memmove(&snaps[i], &snaps[i + 1], (size_t)(nsnaps - i - 1) *
-						  sizeof(snaps[0]));
+	memmove(&snaps[i], &snaps[i + 1],
+		(size_t)(nsnaps - i - 1) * sizeof(snaps[0]));
 	nsnaps--;
 }
 
@@ -120,8 +120,8 @@ static void run_model(uint64_t seed, int steps, bool crash_halfway)
 				if (!snaps[i].held && pick-- == 0)
 					break;
 			if (rnd(&x) % 4 == 0) {
-				cr_assert_eq(snapshots_open(ch.ss, snaps[i].seq),
-					     0);
+				cr_assert_eq(
+					snapshots_open(ch.ss, snaps[i].seq), 0);
 				snaps[i].held = true;
 				cr_assert_eq(
 					snapshots_delete(ch.ss, snaps[i].uuid),

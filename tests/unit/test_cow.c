@@ -53,7 +53,7 @@ Test(cow, a_partial_chunk_write_preserves_the_whole_chunk_once)
 	write_pattern(0, 1 << 20, 1);
 	before = chain_read_all(&ch, 0);
 	s1 = snap();
-	write_pattern(CS + 100, 10, 2);  /* inside chunk 1 */
+	write_pattern(CS + 100, 10, 2); /* inside chunk 1 */
 	write_pattern(CS + 5000, 10, 3); /* chunk 1 again: already fresh */
 	cr_assert_eq(cow_preserved_count(ch.c), 1);
 	write_pattern(3 * CS - 8, 16, 4); /* straddles chunks 2 and 3 */
@@ -243,7 +243,7 @@ Test(cow, seek_finds_data_and_holes_of_live_and_snapshots)
 	write_pattern(4 * CS, CS, 1); /* data only in chunk 4 */
 	s1 = snap();
 	write_pattern(10 * CS, CS, 2); /* live gains chunk 10 */
-	write_pattern(4 * CS, CS, 3);  /* chunk 4 preserved for s1 */
+	write_pattern(4 * CS, CS, 3); /* chunk 4 preserved for s1 */
 
 	cr_assert_eq(cow_seek(ch.c, 0, 0, SEEK_DATA), 4 * CS);
 	cr_assert_eq(cow_seek(ch.c, 0, 5 * CS, SEEK_DATA), 10 * CS);

@@ -52,10 +52,15 @@ Test(options, units_must_be_powers_of_two_from_4k_to_1m)
 
 Test(options, every_contract_option_is_parsed)
 {
-	char *argv[] = { "snapfs", "-o",
-			 "store=/s,chunk_size=128K,cbt_block_size=4K,diff_max=1G,"
-			 "on_full=fail-writes,durability=process,cbt_keep=5,ro",
-			 "img", "mnt", NULL };
+	char *argv[] = {
+		"snapfs",
+		"-o",
+		"store=/s,chunk_size=128K,cbt_block_size=4K,diff_max=1G,"
+		"on_full=fail-writes,durability=process,cbt_keep=5,ro",
+		"img",
+		"mnt",
+		NULL
+	};
 	struct snapfs_options o;
 	char err[256];
 
@@ -93,7 +98,10 @@ Test(options, defaults_follow_the_contract)
 Test(options, mount_helper_order_and_words_are_accepted)
 {
 	/* what mount(8) and mount.fuse3 pass: operands first, then -o */
-	char *argv[] = { "snapfs", "img", "mnt", "-o",
+	char *argv[] = { "snapfs",
+			 "img",
+			 "mnt",
+			 "-o",
 			 "rw,nosuid,nodev,noatime,x-systemd.automount,_netdev,"
 			 "allow_other,default_permissions,store=/s",
 			 NULL };
@@ -102,8 +110,9 @@ Test(options, mount_helper_order_and_words_are_accepted)
 
 	cr_assert_eq(parse(&o, err, sizeof(err), 5, argv), 0, "%s", err);
 	cr_assert_str_eq(o.store, "/s");
-	cr_assert_str_eq(o.fuse_opts,
-			 "nosuid,nodev,noatime,allow_other,default_permissions");
+	cr_assert_str_eq(
+		o.fuse_opts,
+		"nosuid,nodev,noatime,allow_other,default_permissions");
 	options_free(&o);
 }
 
@@ -123,8 +132,8 @@ Test(options, unknown_or_malformed_options_name_the_word)
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char *argv[] = { "snapfs", "-o", (char *)bad[i][0], "img",
-				 "mnt", NULL };
+		char *argv[] = { "snapfs", "-o",  (char *)bad[i][0],
+				 "img",	   "mnt", NULL };
 		struct snapfs_options o;
 		char err[256];
 

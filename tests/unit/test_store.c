@@ -29,8 +29,8 @@ static void teardown(void)
 
 TestSuite(store, .init = setup, .fini = teardown);
 
-static struct store_config config(const char *sub, uint32_t cs,
-				  uint64_t size, const char *id)
+static struct store_config config(const char *sub, uint32_t cs, uint64_t size,
+				  const char *id)
 {
 	static char path[128];
 
@@ -292,7 +292,8 @@ Test(store, concurrent_commits_all_land)
 	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
 	for (int i = 0; i < 8; i++)
 		for (int k = 0; k < 50; k++) {
-			cr_assert_eq(store_find_copy(s, (uint64_t)(i * 1000 + k),
+			cr_assert_eq(store_find_copy(s,
+						     (uint64_t)(i * 1000 + k),
 						     1, &got),
 				     0);
 			cr_assert_eq(got.crc, (uint32_t)k);

@@ -1,0 +1,47 @@
+#!/bin/bash
+# Installs what is needed, builds snapfs twice (plain with -Werror, and with
+# AddressSanitizer + UndefinedBehaviorSanitizer) and runs the whole test
+# suite on each.  Ends with one line "N passed, N failed".  Run as root:
+# the integration tests mount FUSE file systems and use loop devices.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+
+./contrib/deps.sh
+./autogen.sh >/dev/null
+
+# Formatting is part of the build's hygiene (.clang-format, kernel style).
+if command -v clang-format >/dev/null; then
+	clang-format --dry-run --Werror src/*.c include/snapfs/*.h \
+		tests/unit/*.c tests/unit/*.h
+fi
+
+passed=0
+failed=0
+status=0
+run_build() { # DIR CONFIGURE-FLAGS...
+	local dir=$1 rc=0
+	shift
+	mkdir -p "$dir"
+	(cd "$dir" && "$top/configure" -q "$@" && make -j"$(nproc)" >/dev/null)
+	(cd "$dir" && make -j"$(nproc)" check) || rc=$?
+	local log=$dir/test-suite.log
+	local p f
+	p=$(sed -n 's/^# PASS: *//p' "$log" | head -1)
+	f=$(sed -n 's/^# FAIL: *//p' "$log" | head -1)
+	e=$(sed -n 's/^# ERROR: *//p' "$log" | head -1)
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0} + ${e:-0}))
+	if [ "$rc" != 0 ]; then
+		status=1
+		cat "$log"
+	fi
+}
+
+run_build build --enable-werror
+# LeakSanitizer runs too; Criterion's own runner is left out of it.
+ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	run_build build-san --enable-werror --enable-sanitizers
+
+echo "$passed passed, $failed failed"
+exit "$status"
