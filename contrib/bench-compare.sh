@@ -84,9 +84,9 @@ import collections, statistics, sys
 rows = collections.defaultdict(dict)  # (pair, job) -> label -> MB/s
 for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
-    if len(f) < 6 or f[3] == "ERR":
+    if len(f) < 6 or f[1].startswith("#") or f[3].strip() == "ERR":
         continue
-    pair, label, job, mbs = f[0], f[1], f[2], float(f[3])
+    pair, label, job, mbs = f[0], f[1], f[2].strip(), float(f[3])
     rows[(pair, job)][label] = mbs
 jobs = sorted({j for _, j in rows})
 print(f"{'job':28} {'ceiling MB/s':>12} {'snapfs':>8} {'1 snap':>8}   (median of per-pair ratios to the better ceiling)")

@@ -17,22 +17,33 @@
  *
  * The root directory answers getxattr("user.snapfs.store") with the store
  * directory, where snapfsctl finds the control socket.
+ *
+ * Answering getxattr at all would make the kernel ask for
+ * "security.capability" before every write (a whole extra round trip)
+ * unless the daemon takes over privilege removal with
+ * FUSE_HANDLE_KILLPRIV_V2, which also marks the superblock SB_NOSEC.
+ * libfuse 3.14 cannot request that flag, so the session's I/O is wrapped
+ * (fuse_session_custom_io) and the flag added to the INIT reply.  It is
+ * correct here: no file of the tree can carry set-id bits or file
+ * capabilities (chmod and setxattr are refused), so there is never a
+ * privilege to remove.
  */
 #define FUSE_USE_VERSION 314
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "snapfs/cow.h"
 #include "snapfs/daemon.h"
 #include "snapfs/fs.h"
 #include "snapfs/log.h"
 #include "snapfs/snapshot.h"
-#include "snapfs/store.h"
 #include "snapfs/tree.h"
 
 #ifndef FOPEN_PARALLEL_DIRECT_WRITES
@@ -49,6 +60,8 @@ struct fs {
 	struct daemon *d;
 	struct fuse_session *se;
 	bool mounted;
+	uint64_t init_unique; /* the INIT request, until answered */
+	bool kernel_killpriv_v2; /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
 };
 
 static struct daemon *req_daemon(fuse_req_t req)
@@ -511,6 +524,48 @@ static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
 	log_vwrite(l, fmt, ap);
 }
 
+static ssize_t fs_io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct fs *fs = ((struct daemon *)userdata)->fs;
+	ssize_t n = read(fd, buf, len);
+	const struct fuse_in_header *in = buf;
+
+	if (n >= (ssize_t)(sizeof(*in) + sizeof(struct fuse_init_in)) &&
+	    in->opcode == FUSE_INIT) {
+		const struct fuse_init_in *init = (const void *)(in + 1);
+
+		fs->init_unique = in->unique;
+		fs->kernel_killpriv_v2 =
+			(init->flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
+	}
+	return n;
+}
+
+static ssize_t fs_io_writev(int fd, struct iovec *iov, int count,
+			    void *userdata)
+{
+	struct fs *fs = ((struct daemon *)userdata)->fs;
+	const struct fuse_out_header *out = iov[0].iov_base;
+
+	if (fs->init_unique && count >= 2 && iov[0].iov_len >= sizeof(*out) &&
+	    out->unique == fs->init_unique) {
+		if (out->error == 0 && fs->kernel_killpriv_v2 &&
+		    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) +
+					      sizeof(uint32_t)) {
+			struct fuse_init_out *init = iov[1].iov_base;
+
+			init->flags |= FUSE_HANDLE_KILLPRIV_V2;
+		}
+		fs->init_unique = 0;
+	}
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io fs_io = {
+	.read = fs_io_read,
+	.writev = fs_io_writev,
+};
+
 /* The -o list handed to libfuse: the user's FUSE options plus ours. */
 static char *mount_opts(const struct daemon *d)
 {
@@ -572,6 +627,10 @@ int fs_mount(struct fs **out, struct daemon *d)
 		return -EIO;
 	}
 	fs->mounted = true;
+	d->fs = fs;
+	if (fuse_session_custom_io(fs->se, &fs_io, fuse_session_fd(fs->se)))
+		log_warn("fs: cannot wrap the session: every write will cost "
+			 "a getxattr round trip");
 	*out = fs;
 	return 0;
 }

@@ -9,6 +9,7 @@
  * "call, then reply" shape while a request that spans many chunks still
  * costs one system call for all of its transfers.
  *
+ * A batch of one op is issued as a plain pread/pwrite (see uring_run).
  * Short transfers (a signal, a page boundary of a pipe) are finished with
  * plain pread/pwrite: rare, and correctness matters more there than the
  * batch.  Where the kernel refuses io_uring (seccomp, an old kernel), the
@@ -201,10 +202,16 @@ static int run_slice(struct thread_ring *tr, struct io_op *ops, unsigned n)
 
 int uring_run(struct uring_engine *e, struct io_op *ops, unsigned n)
 {
-	struct thread_ring *tr = ring_get(e);
+	struct thread_ring *tr;
 	int r = 0, first_err = 0;
 	unsigned i;
 
+	/* A batch of one is one system call either way; made directly it
+	 * runs inline, where io_uring may hand a buffered transfer to a
+	 * kernel worker thread and cost two context switches. */
+	if (n == 1)
+		return op_finish_sync(&ops[0], 0);
+	tr = ring_get(e);
 	if (!tr) {
 		for (i = 0; i < n; i++) {
 			r = op_finish_sync(&ops[i], 0);
