@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "snapfs/backing.h"
+#include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/crc32c.h"
 #include "snapfs/log.h"
@@ -55,6 +56,7 @@ struct cow {
 	struct backing *b;
 	struct store *s;
 	struct uring_engine *io;
+	struct cbt *cbt;
 	uint64_t size;
 	uint32_t cs;
 	uint64_t nchunks;
@@ -128,7 +130,7 @@ static int load_chunk(void *arg, uint64_t chunk_idx, int64_t max_seq)
 }
 
 int cow_create(struct cow **out, struct backing *b, struct store *s,
-	       struct uring_engine *io, int64_t newest_seq)
+	       struct uring_engine *io, struct cbt *cbt, int64_t newest_seq)
 {
 	struct cow *c = calloc(1, sizeof(*c));
 	pthread_rwlockattr_t attr;
@@ -139,6 +141,7 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	c->b = b;
 	c->s = s;
 	c->io = io;
+	c->cbt = cbt;
 	c->size = b->size;
 	c->cs = store_info(s)->chunk_size;
 	c->nchunks = (c->size + c->cs - 1) / c->cs;
@@ -201,7 +204,8 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
  * batch, and commits their rows with the group commit.  Caller holds
  * instant shared and n <= COW_BATCH_CHUNKS.
  */
-static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n)
+static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
+			struct cbt_pending *bits)
 {
 	struct stripe_set set;
 	struct io_op ops[COW_BATCH_CHUNKS];
@@ -257,8 +261,15 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n)
 	}
 	if (!r && nw)
 		r = uring_run(c->io, ops, (unsigned)nw);
-	if (!r)
-		r = store_commit_chunks(c->s, rows, k);
+	if (!r) {
+		bool with_bits = bits->n && !bits->committed;
+
+		r = store_commit(c->s, rows, k, bits->gen,
+				 with_bits ? bits->words : NULL,
+				 with_bits ? bits->n : 0);
+		if (!r)
+			bits->committed = true;
+	}
 	if (r) {
 		log_error("cow: preserve %zu chunks from %llu: %s", k,
 			  (unsigned long long)rows[0].chunk_idx, strerror(-r));
@@ -280,9 +291,10 @@ out:
 	return r;
 }
 
-/* Preserves every chunk of [off, off+len) a snapshot still needs; caller
- * holds instant shared. */
-static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len)
+/* Preserves every chunk of [off, off+len) a snapshot still needs,
+ * recording p's bits with the first commit; caller holds instant shared. */
+static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
+			      struct cbt_pending *p)
 {
 	uint64_t chunks[COW_BATCH_CHUNKS];
 	uint64_t i, last = (off + len - 1) / c->cs;
@@ -296,13 +308,36 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len)
 			continue;
 		chunks[n++] = i;
 		if (n == COW_BATCH_CHUNKS) {
-			r = cow_preserve(c, chunks, n);
+			r = cow_preserve(c, chunks, n, p);
 			if (r)
 				return r;
 			n = 0;
 		}
 	}
-	return n ? cow_preserve(c, chunks, n) : 0;
+	return n ? cow_preserve(c, chunks, n, p) : 0;
+}
+
+/*
+ * Does what must be durable before a change of [off, off+len) may reach
+ * the backing: the preservation of every chunk a snapshot still needs
+ * and the changed-block bits, in one commit where both are needed.
+ * Caller holds instant shared.
+ */
+static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len)
+{
+	struct cbt_pending p;
+	int r;
+
+	r = cbt_collect(c->cbt, off, len, &p);
+	if (r)
+		return r;
+	r = cow_preserve_range(c, off, len, &p);
+	if (!r && p.n && !p.committed)
+		r = store_commit(c->s, NULL, 0, p.gen, p.words, p.n);
+	if (!r)
+		cbt_apply(c->cbt, &p);
+	cbt_pending_free(&p);
+	return r;
 }
 
 /* Clips [off, off+len) to the image; returns the new length. */
@@ -338,7 +373,7 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len, uint64_t off)
 	if (!op.len)
 		return 0;
 	pthread_rwlock_rdlock(&c->instant);
-	r = cow_preserve_range(c, off, op.len);
+	r = cow_prepare_change(c, off, op.len);
 	if (!r)
 		r = uring_run(c->io, &op, 1);
 	pthread_rwlock_unlock(&c->instant);
@@ -382,7 +417,7 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 	if (!len)
 		return 0;
 	pthread_rwlock_rdlock(&c->instant);
-	r = cow_preserve_range(c, off, len);
+	r = cow_prepare_change(c, off, len);
 	if (!r && fallocate(c->b->fd, mode, (off_t)off, (off_t)len) < 0) {
 		r = -errno;
 		/* Reads of the range must return zeros either way. */

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snapfs/cbt.h"
 #include "snapfs/ctl.h"
 #include "snapfs/daemon.h"
 #include "snapfs/log.h"
@@ -109,6 +110,100 @@ static int cmd_delete(struct daemon *d, char **args, int nargs, FILE *out,
 	return 0;
 }
 
+/* Prints the byte extents whose blocks are set in bits. */
+static void print_extents(struct daemon *d, const uint8_t *bits, bool json,
+			  FILE *out)
+{
+	uint64_t nblocks = cbt_nblocks(d->cbt), bs = cbt_block_size(d->cbt);
+	uint64_t i = 0, count = 0;
+
+	if (json)
+		fputc('[', out);
+	while (i < nblocks) {
+		uint64_t start, off, len;
+
+		if (!(bits[i / 8] >> (i % 8) & 1)) {
+			/* skip clear bytes whole */
+			i = bits[i / 8] ? i + 1 : (i / 8 + 1) * 8;
+			continue;
+		}
+		start = i;
+		while (i < nblocks && (bits[i / 8] >> (i % 8) & 1))
+			i++;
+		off = start * bs;
+		len = i * bs > d->backing.size ? d->backing.size - off
+					       : (i - start) * bs;
+		if (json)
+			fprintf(out,
+				"%s\n  {\"offset\": %" PRIu64
+				", \"length\": %" PRIu64 "}",
+				count ? "," : "", off, len);
+		else
+			fprintf(out, "%" PRIu64 " %" PRIu64 "\n", off, len);
+		count++;
+	}
+	if (json)
+		fputs(count ? "\n]\n" : "]\n", out);
+}
+
+/* changed FROM TO|- json|text: the extents changed from snapshot FROM to
+ * snapshot TO (or to now), the OR of bitmaps FROM.gen+1 .. TO.gen. */
+static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
+		       char *msg, size_t msg_len)
+{
+	struct snapshot from, to;
+	uint64_t last, nbytes = cbt_bitmap_bytes(d->cbt);
+	uint8_t *acc, *one;
+	int r;
+
+	if (nargs != 3) {
+		snprintf(msg, msg_len, "changed needs FROM TO|- json|text");
+		return -EINVAL;
+	}
+	if (snapshots_find(d->snaps, args[0], &from)) {
+		snprintf(msg, msg_len, "--from %s: no such snapshot", args[0]);
+		return -ENOENT;
+	}
+	last = cbt_open_generation(d->cbt);
+	if (strcmp(args[1], "-")) {
+		if (snapshots_find(d->snaps, args[1], &to)) {
+			snprintf(msg, msg_len, "--to %s: no such snapshot",
+				 args[1]);
+			return -ENOENT;
+		}
+		if (to.generation < from.generation) {
+			snprintf(msg, msg_len,
+				 "--to %s was taken before --from %s", args[1],
+				 args[0]);
+			return -EINVAL;
+		}
+		last = to.generation;
+	}
+	acc = calloc(nbytes ? nbytes : 1, 1);
+	if (!acc)
+		return -ENOMEM;
+	for (uint64_t g = from.generation + 1; g <= last; g++) {
+		r = cbt_render(d->cbt, g, &one);
+		if (r == -ENOENT) {
+			snprintf(msg, msg_len,
+				 "the bitmap of generation %llu was dropped "
+				 "(cbt_keep): take a full copy",
+				 (unsigned long long)g);
+		}
+		if (r) {
+			free(acc);
+			return r;
+		}
+		for (uint64_t i = 0; i < nbytes; i++)
+			acc[i] |= one[i];
+		free(one);
+	}
+	fputs("ok\n", out);
+	print_extents(d, acc, !strcmp(args[2], "json"), out);
+	free(acc);
+	return 0;
+}
+
 static int cmd_list(struct daemon *d, bool json, FILE *out)
 {
 	struct snapshot *v;
@@ -157,7 +252,8 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 	const struct store_info *si = store_info(d->store);
 	struct store_event *ev = NULL;
 	struct snapshot *snaps = NULL;
-	size_t nev = 0, nsnaps = 0;
+	struct store_generation *gens = NULL;
+	size_t nev = 0, nsnaps = 0, ngens = 0, shown = 0;
 	const char *dur =
 		d->opts.durability == DURABILITY_FULL ? "full" : "process";
 	const char *onfull = d->opts.on_full == ON_FULL_DROP_OLDEST
@@ -169,6 +265,8 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 	r = snapshots_list(d->snaps, &snaps, &nsnaps);
 	if (!r)
 		r = store_list_events(d->store, EVENTS_SHOWN, &ev, &nev);
+	if (!r)
+		r = store_list_generations(d->store, &gens, &ngens);
 	if (r)
 		goto out;
 	fputs("ok\n", out);
@@ -183,11 +281,35 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 			", \"snapshots\": %zu, \"diff_bytes\": %" PRIu64
 			", \"diff_max\": %" PRIu64 ", \"on_full\": \"%s\", "
 			"\"durability\": \"%s\", \"read_only\": %s, "
-			"\"clean_shutdown\": %s, \"events\": [",
+			"\"clean_shutdown\": %s, \"generations\": [",
 			d->backing.size, si->chunk_size, si->cbt_block_size,
 			si->generation, nsnaps, used, d->opts.diff_max, onfull,
 			dur, d->opts.ro ? "true" : "false",
 			si->prev_clean ? "true" : "false");
+		for (size_t i = 0; i < ngens; i++) {
+			char when[32];
+
+			if (gens[i].dropped)
+				continue;
+			iso_time(gens[i].opened_ns, when);
+			fprintf(out,
+				"%s{\"generation\": %" PRIu64
+				", \"opened\": \"%s\", \"closed_by\": ",
+				shown++ ? ", " : "", gens[i].gen, when);
+			if (gens[i].closed_by[0])
+				json_str(out, gens[i].closed_by);
+			else
+				fputs("null", out);
+			fputs(", \"reason\": ", out);
+			json_str(out, gens[i].reason);
+			fputs(", \"widened\": ", out);
+			if (gens[i].widened[0])
+				json_str(out, gens[i].widened);
+			else
+				fputs("null", out);
+			fputc('}', out);
+		}
+		fputs("], \"events\": [", out);
 		for (size_t i = 0; i < nev; i++) {
 			char when[32];
 
@@ -223,10 +345,23 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 		"durability:      %s\n"
 		"read_only:       %s\n"
 		"clean_shutdown:  %s\n"
-		"events:%s\n",
+		"generations:\n",
 		dur, d->opts.ro ? "yes" : "no",
-		si->prev_clean ? "yes" : "no (the previous run was cut off)",
-		nev ? "" : "          none");
+		si->prev_clean ? "yes" : "no (the previous run was cut off)");
+	for (size_t i = 0; i < ngens; i++) {
+		char when[32];
+
+		if (gens[i].dropped)
+			continue;
+		iso_time(gens[i].opened_ns, when);
+		fprintf(out, "  %" PRIu64 " opened %s (%s), %s%s\n",
+			gens[i].gen, when, gens[i].reason,
+			gens[i].closed_by[0] ? "closed by " : "open",
+			gens[i].closed_by);
+		if (gens[i].widened[0])
+			fprintf(out, "    all ones: %s\n", gens[i].widened);
+	}
+	fprintf(out, "events:%s\n", nev ? "" : "          none");
 	for (size_t i = 0; i < nev; i++) {
 		char when[32];
 
@@ -236,6 +371,7 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 out:
 	free(ev);
 	free(snaps);
+	free(gens);
 	return r;
 }
 
@@ -284,6 +420,8 @@ int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
 				 "live.img is mounted read-only");
 	} else if (!strcmp(words[0], "delete")) {
 		r = cmd_delete(d, words + 1, n - 1, out, msg, sizeof(msg));
+	} else if (!strcmp(words[0], "changed")) {
+		r = cmd_changed(d, words + 1, n - 1, out, msg, sizeof(msg));
 	} else if (!strcmp(words[0], "list") && n == 1) {
 		r = cmd_list(d, false, out);
 	} else if (!strcmp(words[0], "list-json") && n == 1) {

@@ -39,6 +39,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/daemon.h"
 #include "snapfs/fs.h"
@@ -52,6 +53,12 @@
 #ifndef FOPEN_KEEP_CACHE
 #define FOPEN_KEEP_CACHE (1 << 1)
 #endif
+
+/* An open closed-generation bitmap: rendered once, served from memory. */
+struct bitmap_handle {
+	uint64_t gen;
+	uint8_t *bytes;
+};
 
 #define XATTR_STORE "user.snapfs.store"
 #define FIXED_TIMEOUT 86400.0 /* the fixed entries never change */
@@ -235,6 +242,44 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		if (fuse_reply_open(req, fi))
 			snapshots_release(d->snaps, (int64_t)fi->fh);
 		return;
+	case TREE_BITMAP: {
+		uint64_t gen = tree_bitmap_generation(ino);
+		struct bitmap_handle *h;
+		struct stat st;
+
+		if (wants_write) {
+			fuse_reply_err(req, EROFS);
+			return;
+		}
+		r = tree_getattr(&d->tree, ino, &st);
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		if (gen == cbt_open_generation(d->cbt)) {
+			/* It changes with every first write to a block:
+			 * never cached, read as it is at each read. */
+			fi->fh = 0;
+			fi->direct_io = 1;
+			fuse_reply_open(req, fi);
+			return;
+		}
+		h = calloc(1, sizeof(*h));
+		r = h ? cbt_render(d->cbt, gen, &h->bytes) : -ENOMEM;
+		if (r) {
+			free(h);
+			fuse_reply_err(req, -r);
+			return;
+		}
+		h->gen = gen;
+		fi->fh = (uint64_t)(uintptr_t)h;
+		fi->keep_cache = 1;
+		if (fuse_reply_open(req, fi)) {
+			free(h->bytes);
+			free(h);
+		}
+		return;
+	}
 	case TREE_NONE:
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -248,7 +293,26 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	if (tree_kind_of(ino) == TREE_SNAPSHOT)
 		snapshots_release(req_daemon(req)->snaps, (int64_t)fi->fh);
+	if (tree_kind_of(ino) == TREE_BITMAP && fi->fh) {
+		struct bitmap_handle *h = (void *)(uintptr_t)fi->fh;
+
+		free(h->bytes);
+		free(h);
+	}
 	fuse_reply_err(req, 0);
+}
+
+static ssize_t read_rendered(struct daemon *d, const struct bitmap_handle *h,
+			     void *buf, size_t size, uint64_t off)
+{
+	uint64_t len = cbt_bitmap_bytes(d->cbt);
+
+	if (off >= len)
+		return 0;
+	if (size > len - off)
+		size = (size_t)(len - off);
+	memcpy(buf, h->bytes + off, size);
+	return (ssize_t)size;
 }
 
 static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -270,6 +334,11 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else if (tree_kind_of(ino) == TREE_SNAPSHOT)
 		n = cow_read_snapshot(d->cow, (int64_t)fi->fh, buf, size,
 				      (uint64_t)off);
+	else if (tree_kind_of(ino) == TREE_BITMAP && !fi->fh)
+		n = cbt_read_open(d->cbt, buf, size, (uint64_t)off);
+	else if (tree_kind_of(ino) == TREE_BITMAP)
+		n = read_rendered(d, (void *)(uintptr_t)fi->fh, buf, size,
+				  (uint64_t)off);
 	else
 		n = -EISDIR;
 	if (n < 0)
@@ -380,6 +449,15 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct daemon *d = req_daemon(req);
 	char uuid[37];
 
+	if (tree_kind_of(parent) == TREE_CBTDIR) {
+		struct stat st;
+		int r = tree_lookup(&d->tree, parent, name, &st);
+
+		if (!r)
+			r = cbt_drop(d->cbt, tree_bitmap_generation(st.st_ino));
+		fuse_reply_err(req, -r);
+		return;
+	}
 	if (tree_kind_of(parent) != TREE_SNAPDIR) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -456,37 +534,78 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			   size_t size)
+/* Replies with value for a getxattr of size bytes. */
+static void reply_xattr(fuse_req_t req, const char *value, size_t size)
 {
-	struct daemon *d = req_daemon(req);
-	const char *v = d->store_path;
-	size_t len = strlen(v);
+	size_t len = strlen(value);
 
-	if (ino != TREE_INO_ROOT || strcmp(name, XATTR_STORE)) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
 	if (!size)
 		fuse_reply_xattr(req, len);
 	else if (size < len)
 		fuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, v, len);
+		fuse_reply_buf(req, value, len);
+}
+
+static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   size_t size)
+{
+	struct daemon *d = req_daemon(req);
+	struct tree_xattr *v;
+	size_t n;
+	int r;
+
+	if (ino == TREE_INO_ROOT && !strcmp(name, XATTR_STORE)) {
+		reply_xattr(req, d->store_path, size);
+		return;
+	}
+	r = tree_xattrs(&d->tree, ino, &v, &n);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name)) {
+			reply_xattr(req, v[i].value, size);
+			free(v);
+			return;
+		}
+	free(v);
+	fuse_reply_err(req, ENODATA);
 }
 
 static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char names[] = XATTR_STORE;
+	struct daemon *d = req_daemon(req);
+	char names[1024];
+	size_t used = 0, n;
+	struct tree_xattr *v;
+	int r;
 
-	if (ino != TREE_INO_ROOT)
-		fuse_reply_buf(req, NULL, 0);
-	else if (!size)
-		fuse_reply_xattr(req, sizeof(names));
-	else if (size < sizeof(names))
+	if (ino == TREE_INO_ROOT) {
+		memcpy(names, XATTR_STORE, sizeof(XATTR_STORE));
+		used = sizeof(XATTR_STORE);
+	}
+	r = tree_xattrs(&d->tree, ino, &v, &n);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(v[i].name) + 1;
+
+		if (used + len <= sizeof(names)) {
+			memcpy(names + used, v[i].name, len);
+			used += len;
+		}
+	}
+	free(v);
+	if (!size)
+		fuse_reply_xattr(req, used);
+	else if (size < used)
 		fuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, names, sizeof(names));
+		fuse_reply_buf(req, names, used);
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {

@@ -20,11 +20,13 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/ctl.h"
 #include "snapfs/daemon.h"
 #include "snapfs/fs.h"
 #include "snapfs/log.h"
+#include "snapfs/recovery.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
 #include "snapfs/uring.h"
@@ -200,15 +202,23 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 	if (!r)
 		r = uring_engine_create(&d->io, URING_DEPTH);
 	if (!r)
-		r = cow_create(&d->cow, &d->backing, d->store, d->io,
+		r = cbt_create(&d->cbt, d->store, d->backing.size,
+			       d->opts.cbt_keep);
+	if (!r)
+		r = cow_create(&d->cow, &d->backing, d->store, d->io, d->cbt,
 			       snapshots_newest(d->snaps));
+	if (!r) {
+		snapshots_attach(d->snaps, d->cow, d->cbt);
+		r = recovery_at_mount(d);
+	}
 	if (r) {
 		snprintf(err, err_len, "store %s: cannot load: %s",
 			 d->store_path, strerror(-r));
 		return r;
 	}
-	snapshots_attach(d->snaps, d->cow);
 	d->tree = (struct tree){ .snaps = d->snaps,
+				 .cbt = d->cbt,
+				 .store = d->store,
 				 .image_size = d->backing.size,
 				 .ro = d->opts.ro,
 				 .uid = getuid(),
@@ -234,7 +244,10 @@ static void daemon_stop(struct daemon *d, bool clean)
 	fs_unmount(d->fs);
 	if (d->cow && clean && cow_flush(d->cow))
 		clean = false;
+	if (d->cow && clean)
+		recovery_at_clean_stop(d);
 	cow_destroy(d->cow);
+	cbt_destroy(d->cbt);
 	snapshots_free(d->snaps);
 	uring_engine_destroy(d->io);
 	if (d->store && clean)

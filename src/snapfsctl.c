@@ -23,12 +23,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "snapfs/backup.h"
 #include "snapfs/ctl.h"
 #include "snapfs/snapshot.h"
 
@@ -42,6 +44,10 @@ static const char usage_text[] =
 	"  list MOUNTPOINT [--json]              snapshots, oldest first\n"
 	"  delete MOUNTPOINT UUID...             delete snapshots\n"
 	"  status MOUNTPOINT [--json]            state of the mount and store\n"
+	"  changed MOUNTPOINT --from UUID [--to UUID] [--json]\n"
+	"                                        byte extents changed since a snapshot\n"
+	"  backup MOUNTPOINT UUID DEST [--since UUID] [--progress|--no-progress]\n"
+	"                                        copy a snapshot, whole or incremental\n"
 	"\n"
 	"Exit status: 0 done, 1 failed, 2 bad usage.  See snapfsctl(8).\n";
 
@@ -234,6 +240,115 @@ static int cmd_create(const char *mnt, const char *freeze)
 	return r;
 }
 
+/* Parses "OFFSET LENGTH" lines into extents. */
+static int parse_extents(char *text, struct backup_extent **out, size_t *n)
+{
+	struct backup_extent *v = NULL;
+	size_t cnt = 0, cap = 0;
+	char *save = NULL;
+
+	for (char *l = strtok_r(text, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		unsigned long long off, len;
+
+		if (sscanf(l, "%llu %llu", &off, &len) != 2)
+			continue;
+		if (cnt == cap) {
+			struct backup_extent *nv;
+
+			cap = cap ? cap * 2 : 256;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[cnt++] = (struct backup_extent){ off, len };
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+static int cmd_backup(const char *mnt, int argc, char **argv)
+{
+	struct backup_job job = { .progress = BACKUP_PROGRESS_AUTO };
+	struct backup_extent *ext = NULL;
+	char source[4200], req[128], err[512], *body = NULL;
+	struct stat st;
+	int i, r;
+
+	if (argc < 5)
+		return usage_error("backup needs UUID and DEST");
+	job.uuid = argv[3];
+	job.dest = argv[4];
+	for (i = 5; i < argc; i++) {
+		if (!strcmp(argv[i], "--since") && i + 1 < argc)
+			job.since = argv[++i];
+		else if (!strcmp(argv[i], "--progress"))
+			job.progress = BACKUP_PROGRESS_ON;
+		else if (!strcmp(argv[i], "--no-progress"))
+			job.progress = BACKUP_PROGRESS_OFF;
+		else
+			return usage_error("backup: unexpected '%s'", argv[i]);
+	}
+	if (!snapshot_uuid_valid(job.uuid))
+		return usage_error("backup: '%s' is not a snapshot uuid",
+				   job.uuid);
+	if (job.since && !snapshot_uuid_valid(job.since))
+		return usage_error("backup: --since '%s' is not a snapshot uuid",
+				   job.since);
+	snprintf(source, sizeof(source), "%s/snapshots/%s.img", mnt, job.uuid);
+	if (stat(source, &st) < 0)
+		return fail("snapshot %s: %s", job.uuid,
+			    errno == ENOENT ? "no such snapshot"
+					    : strerror(errno));
+	job.source = source;
+	if (job.since) {
+		snprintf(req, sizeof(req), "changed %s %s text", job.since,
+			 job.uuid);
+		r = request(mnt, req, &body);
+		if (r)
+			return r;
+		r = parse_extents(body, &ext, &job.nextents);
+		free(body);
+		if (r)
+			return fail("out of memory");
+		job.extents = ext;
+	}
+	r = backup_run(&job, err, sizeof(err));
+	free(ext);
+	return r ? fail("%s", err) : 0;
+}
+
+static int cmd_changed(const char *mnt, int argc, char **argv)
+{
+	const char *from = NULL, *to = "-";
+	bool json = false;
+	char req[128];
+
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--from") && i + 1 < argc)
+			from = argv[++i];
+		else if (!strcmp(argv[i], "--to") && i + 1 < argc)
+			to = argv[++i];
+		else if (!strcmp(argv[i], "--json"))
+			json = true;
+		else
+			return usage_error("changed: unexpected '%s'", argv[i]);
+	}
+	if (!from)
+		return usage_error("changed needs --from UUID");
+	if (!snapshot_uuid_valid(from) ||
+	    (strcmp(to, "-") && !snapshot_uuid_valid(to)))
+		return usage_error("changed: '%s' is not a snapshot uuid",
+				   snapshot_uuid_valid(from) ? to : from);
+	snprintf(req, sizeof(req), "changed %s %s %s", from, to,
+		 json ? "json" : "text");
+	return request(mnt, req, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd, *mnt;
@@ -308,5 +423,9 @@ int main(int argc, char **argv)
 		free(req);
 		return r;
 	}
+	if (!strcmp(cmd, "changed"))
+		return cmd_changed(mnt, argc, argv);
+	if (!strcmp(cmd, "backup"))
+		return cmd_backup(mnt, argc, argv);
 	return usage_error("unknown command '%s'", cmd);
 }

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "snapfs/backing.h"
+#include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/log.h"
 #include "snapfs/snapshot.h"
@@ -34,6 +35,7 @@ struct snapshots {
 	struct store *s;
 	struct backing *b;
 	struct cow *c;
+	struct cbt *cbt;
 	enum durability durability;
 	pthread_mutex_t op_lock;
 	pthread_mutex_t lock;
@@ -198,9 +200,10 @@ int64_t snapshots_newest(struct snapshots *ss)
 	return seq;
 }
 
-void snapshots_attach(struct snapshots *ss, struct cow *c)
+void snapshots_attach(struct snapshots *ss, struct cow *c, struct cbt *cbt)
 {
 	ss->c = c;
+	ss->cbt = cbt;
 }
 
 void snapshots_free(struct snapshots *ss)
@@ -249,6 +252,8 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 		r = store_add_snapshot(ss->s, &row);
 	if (!r)
 		r = cow_set_newest(ss->c, row.seq);
+	if (!r)
+		r = cbt_next_generation(ss->cbt);
 	cow_resume(ss->c);
 
 	if (!r) {
@@ -398,5 +403,16 @@ int snapshots_diff_bytes(struct snapshots *ss, const struct snapshot *list,
 		seqs[i] = list[i].seq;
 	r = store_diff_bytes(ss->s, seqs, n, out);
 	free(seqs);
+	return r;
+}
+
+int snapshots_drop_all(struct snapshots *ss)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&ss->op_lock);
+	while (!r && ss->n)
+		r = purge(ss, ss->v[ss->n - 1].seq);
+	pthread_mutex_unlock(&ss->op_lock);
 	return r;
 }

@@ -52,6 +52,9 @@
 struct commit_waiter {
 	const struct chunk_row *rows;
 	size_t n;
+	uint64_t gen;
+	const struct cbt_word *words;
+	size_t nwords;
 	int ret;
 	bool done;
 	struct commit_waiter *next;
@@ -67,6 +70,7 @@ struct store {
 	sqlite3 *db;
 	pthread_mutex_t db_lock;
 	sqlite3_stmt *ins_chunk;
+	sqlite3_stmt *ins_word;
 
 	sqlite3 *rdb;
 	pthread_mutex_t rdb_lock;
@@ -96,7 +100,13 @@ static const char schema[] =
 	"CREATE INDEX chunks_by_seq ON chunks(seq);"
 	"CREATE UNIQUE INDEX chunks_by_off ON chunks(data_off);"
 	"CREATE TABLE events(id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL,"
-	" kind TEXT NOT NULL, detail TEXT NOT NULL);";
+	" kind TEXT NOT NULL, detail TEXT NOT NULL);"
+	"CREATE TABLE generations(gen INTEGER PRIMARY KEY,"
+	" opened_ns INTEGER NOT NULL, closed_by TEXT NOT NULL DEFAULT '',"
+	" reason TEXT NOT NULL, widened TEXT NOT NULL DEFAULT '',"
+	" dropped INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE cbt(gen INTEGER NOT NULL, word INTEGER NOT NULL,"
+	" bits INTEGER NOT NULL, PRIMARY KEY(gen, word)) WITHOUT ROWID;";
 
 static int64_t now_ns(void)
 {
@@ -382,6 +392,13 @@ static int store_prepare(struct store *s)
 	if (rc != SQLITE_OK)
 		return db_err(s->db, rc, "prepare insert");
 	rc = sqlite3_prepare_v3(
+		s->db,
+		"INSERT INTO cbt(gen, word, bits) VALUES(?, ?, ?) ON "
+		"CONFLICT(gen, word) DO UPDATE SET bits = bits | excluded.bits",
+		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_word, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(s->db, rc, "prepare bitmap insert");
+	rc = sqlite3_prepare_v3(
 		s->rdb,
 		"SELECT seq, data_off, crc FROM chunks WHERE chunk_idx=? AND "
 		"seq>=? ORDER BY seq LIMIT 1",
@@ -422,6 +439,15 @@ static int store_init_schema(struct store *s, const struct store_config *cfg)
 		r = meta_set_u64(s->db, "clean", 1);
 	if (!r)
 		r = meta_set_u64(s->db, "created_ns", (uint64_t)now_ns());
+	if (!r) {
+		char sql[128];
+
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO generations(gen, opened_ns, reason) "
+			 "VALUES(1, %lld, 'first mount')",
+			 (long long)now_ns());
+		r = db_exec(s->db, sql);
+	}
 	if (r) {
 		db_exec(s->db, "ROLLBACK");
 		return r;
@@ -643,6 +669,7 @@ void store_close(struct store *s, bool clean)
 			log_error("store: could not record a clean shutdown");
 	}
 	sqlite3_finalize(s->ins_chunk);
+	sqlite3_finalize(s->ins_word);
 	sqlite3_finalize(s->find_copy);
 	sqlite3_close(s->rdb);
 	sqlite3_close(s->db);
@@ -729,7 +756,13 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 {
 	int rc, r;
 
-	if (s->durability == DURABILITY_FULL && fdatasync(s->data_fd) < 0) {
+	bool has_rows = false;
+
+	for (struct commit_waiter *w = batch; w; w = w->next)
+		has_rows |= w->n > 0;
+	/* The data file holds new bytes only when rows come with them. */
+	if (s->durability == DURABILITY_FULL && has_rows &&
+	    fdatasync(s->data_fd) < 0) {
 		r = -errno;
 		log_error("store: sync data file: %s", strerror(-r));
 		return r == -ENOSPC ? r : -EIO;
@@ -755,6 +788,17 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 				r = db_err(s->db, rc, "insert chunk");
 			sqlite3_reset(s->ins_chunk);
 		}
+		for (size_t i = 0; i < w->nwords && !r; i++) {
+			sqlite3_bind_int64(s->ins_word, 1, (int64_t)w->gen);
+			sqlite3_bind_int64(s->ins_word, 2,
+					   (int64_t)w->words[i].word);
+			sqlite3_bind_int64(s->ins_word, 3,
+					   (int64_t)w->words[i].bits);
+			rc = sqlite3_step(s->ins_word);
+			if (rc != SQLITE_DONE)
+				r = db_err(s->db, rc, "insert bitmap word");
+			sqlite3_reset(s->ins_word);
+		}
 	}
 	if (!r) {
 		rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
@@ -768,7 +812,15 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 
 int store_commit_chunks(struct store *s, const struct chunk_row *rows, size_t n)
 {
-	struct commit_waiter me = { .rows = rows, .n = n };
+	return store_commit(s, rows, n, 0, NULL, 0);
+}
+
+int store_commit(struct store *s, const struct chunk_row *rows, size_t n,
+		 uint64_t gen, const struct cbt_word *words, size_t nwords)
+{
+	struct commit_waiter me = {
+		.rows = rows, .n = n, .gen = gen, .words = words, .nwords = nwords
+	};
 
 	pthread_mutex_lock(&s->gc_lock);
 	*s->gc_tail = &me;
@@ -913,6 +965,40 @@ out:
 	return 0;
 }
 
+/* Runs sql with an optional text first and one number; db_lock held. */
+static int exec_bound(struct store *s, const char *sql, const char *text,
+		      int64_t num)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(s->db, rc, sql);
+	if (text)
+		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, text ? 2 : 1, num);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(s->db, rc, sql);
+}
+
+/* Runs sql with two numbers; db_lock held. */
+static int exec_bound2(struct store *s, const char *sql, int64_t a, int64_t b)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(s->db, rc, sql);
+	sqlite3_bind_int64(st, 1, a);
+	sqlite3_bind_int64(st, 2, b);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(s->db, rc, sql);
+}
+
 int store_add_snapshot(struct store *s, struct store_snapshot *snap)
 {
 	sqlite3_stmt *st = NULL;
@@ -942,6 +1028,15 @@ int store_add_snapshot(struct store *s, struct store_snapshot *snap)
 	snap->seq = sqlite3_last_insert_rowid(s->db);
 	snap->generation = s->info.generation;
 	r = meta_set_u64(s->db, "generation", s->info.generation + 1);
+	if (!r)
+		r = exec_bound(s, "UPDATE generations SET closed_by=? WHERE gen=?",
+			       snap->uuid, (int64_t)s->info.generation);
+	if (!r)
+		r = exec_bound2(s,
+				"INSERT INTO generations(gen, opened_ns, reason) "
+				"VALUES(?, ?, 'snapshot')",
+				(int64_t)s->info.generation + 1,
+				snap->created_ns);
 	if (r)
 		goto rollback;
 	r = db_exec(s->db, "COMMIT");
@@ -1227,4 +1322,140 @@ int store_list_events(struct store *s, size_t max, struct store_event **out,
 	*out = v;
 	*n = cnt;
 	return 0;
+}
+
+int store_for_each_cbt_word(struct store *s, uint64_t gen,
+			    int (*fn)(void *arg, uint64_t word, uint64_t bits),
+			    void *arg)
+{
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->rdb_lock);
+	rc = sqlite3_prepare_v2(s->rdb,
+				"SELECT word, bits FROM cbt WHERE gen=? ORDER "
+				"BY word",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(s->rdb, rc, "prepare bitmap scan");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (int64_t)gen);
+	while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
+		       (uint64_t)sqlite3_column_int64(st, 1));
+	if (!r && rc != SQLITE_DONE)
+		r = db_err(s->rdb, rc, "bitmap scan");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->rdb_lock);
+	return r;
+}
+
+int store_list_generations(struct store *s, struct store_generation **out,
+			   size_t *n)
+{
+	struct store_generation *v = NULL;
+	size_t cnt = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(s->db,
+				"SELECT gen, opened_ns, closed_by, reason, "
+				"widened, dropped FROM generations ORDER BY gen",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(s->db, rc, "prepare generation list");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_generation *g;
+
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			g = realloc(v, cap * sizeof(*v));
+			if (!g) {
+				r = -ENOMEM;
+				break;
+			}
+			v = g;
+		}
+		g = &v[cnt++];
+		memset(g, 0, sizeof(*g));
+		g->gen = (uint64_t)sqlite3_column_int64(st, 0);
+		g->opened_ns = sqlite3_column_int64(st, 1);
+		snprintf(g->closed_by, sizeof(g->closed_by), "%s",
+			 (const char *)sqlite3_column_text(st, 2));
+		snprintf(g->reason, sizeof(g->reason), "%s",
+			 (const char *)sqlite3_column_text(st, 3));
+		snprintf(g->widened, sizeof(g->widened), "%s",
+			 (const char *)sqlite3_column_text(st, 4));
+		g->dropped = sqlite3_column_int(st, 5) != 0;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = db_err(s->db, rc, "generation list");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->db_lock);
+	if (r) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int store_widen_generation(struct store *s, uint64_t gen, const char *reason)
+{
+	int r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = exec_bound(s, "UPDATE generations SET widened=? WHERE gen=?",
+		       reason, (int64_t)gen);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_drop_generation(struct store *s, uint64_t gen)
+{
+	int r;
+
+	if (gen >= s->info.generation)
+		return -EBUSY;
+	pthread_mutex_lock(&s->db_lock);
+	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	if (!r)
+		r = exec_bound(s, "DELETE FROM cbt WHERE gen=?", NULL,
+			       (int64_t)gen);
+	if (!r)
+		r = exec_bound(s, "UPDATE generations SET dropped=1 WHERE gen=?",
+			       NULL, (int64_t)gen);
+	if (!r)
+		r = db_exec(s->db, "COMMIT");
+	if (r && !sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_get_meta(struct store *s, const char *key, char *buf, size_t len)
+{
+	int r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = meta_get(s->db, key, buf, len);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_set_meta(struct store *s, const char *key, const char *value)
+{
+	int r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = meta_set(s->db, key, value);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
 }

@@ -10,11 +10,14 @@
  * the user who mounted.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "snapfs/cbt.h"
 #include "snapfs/snapshot.h"
+#include "snapfs/store.h"
 #include "snapfs/tree.h"
 
 enum tree_kind tree_kind_of(uint64_t ino)
@@ -31,7 +34,34 @@ enum tree_kind tree_kind_of(uint64_t ino)
 	}
 	if (ino > TREE_INO_SNAP_BASE && ino < TREE_INO_CBT_BASE)
 		return TREE_SNAPSHOT;
+	if (ino > TREE_INO_CBT_BASE && ino < TREE_INO_CBT_BASE * 2)
+		return TREE_BITMAP;
 	return TREE_NONE;
+}
+
+uint64_t tree_bitmap_generation(uint64_t ino)
+{
+	return ino - TREE_INO_CBT_BASE;
+}
+
+/* The metadata of generation gen, if its bitmap exists. */
+static int find_generation(struct tree *t, uint64_t gen,
+			   struct store_generation *out)
+{
+	struct store_generation *v;
+	size_t n;
+	int r = store_list_generations(t->store, &v, &n);
+
+	if (r)
+		return r;
+	r = -ENOENT;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].gen == gen && !v[i].dropped) {
+			*out = v[i];
+			r = 0;
+		}
+	free(v);
+	return r;
 }
 
 int64_t tree_snapshot_seq(uint64_t ino)
@@ -89,6 +119,17 @@ int tree_getattr(struct tree *t, uint64_t ino, struct stat *st)
 		if (snap.deleted)
 			st->st_nlink = 0;
 		return 0;
+	case TREE_BITMAP: {
+		struct store_generation g;
+
+		if (find_generation(t, tree_bitmap_generation(ino), &g))
+			return -ENOENT;
+		fill_file(t, ino, 0444, cbt_bitmap_bytes(t->cbt), st);
+		st->st_mtim.tv_sec = g.opened_ns / 1000000000;
+		st->st_mtim.tv_nsec = g.opened_ns % 1000000000;
+		st->st_ctim = st->st_mtim;
+		return 0;
+	}
 	case TREE_NONE:
 		break;
 	}
@@ -126,8 +167,17 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name,
 			return -ENOENT;
 		return tree_getattr(t, TREE_INO_SNAP_BASE + (uint64_t)snap.seq,
 				    st);
-	case TREE_CBTDIR:
-		return -ENOENT;
+	case TREE_CBTDIR: {
+		char *end;
+		unsigned long long gen;
+
+		if (name[0] < '1' || name[0] > '9')
+			return -ENOENT;
+		gen = strtoull(name, &end, 10);
+		if (strcmp(end, ".bitmap"))
+			return -ENOENT;
+		return tree_getattr(t, TREE_INO_CBT_BASE + gen, st);
+	}
 	case TREE_NONE:
 		return -ENOENT;
 	default:
@@ -139,8 +189,9 @@ int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
 		 size_t *n)
 {
 	struct snapshot *snaps = NULL;
+	struct store_generation *gens = NULL;
 	struct tree_dirent *v;
-	size_t nsnaps = 0, k = 0;
+	size_t nsnaps = 0, ngens = 0, k = 0;
 	enum tree_kind kind = tree_kind_of(ino);
 	int r;
 
@@ -153,9 +204,15 @@ int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
 		if (r)
 			return r;
 	}
-	v = calloc(nsnaps + 5, sizeof(*v));
+	if (kind == TREE_CBTDIR) {
+		r = store_list_generations(t->store, &gens, &ngens);
+		if (r)
+			return r;
+	}
+	v = calloc(nsnaps + ngens + 5, sizeof(*v));
 	if (!v) {
 		free(snaps);
+		free(gens);
 		return -ENOMEM;
 	}
 	v[k++] = (struct tree_dirent){ ".", ino, S_IFDIR };
@@ -173,7 +230,86 @@ int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
 		v[k].ino = TREE_INO_SNAP_BASE + (uint64_t)snaps[i].seq;
 		v[k++].mode = S_IFREG;
 	}
+	for (size_t i = 0; i < ngens; i++) {
+		if (gens[i].dropped)
+			continue;
+		snprintf(v[k].name, sizeof(v[k].name), "%llu.bitmap",
+			 (unsigned long long)gens[i].gen);
+		v[k].ino = TREE_INO_CBT_BASE + gens[i].gen;
+		v[k++].mode = S_IFREG;
+	}
 	free(snaps);
+	free(gens);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+static void add_xattr(struct tree_xattr *v, size_t *n, const char *name,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void add_xattr(struct tree_xattr *v, size_t *n, const char *name,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(v[*n].name, sizeof(v[*n].name), "user.snapfs.%s", name);
+	va_start(ap, fmt);
+	vsnprintf(v[*n].value, sizeof(v[*n].value), fmt, ap);
+	va_end(ap);
+	(*n)++;
+}
+
+int tree_xattrs(struct tree *t, uint64_t ino, struct tree_xattr **out,
+		size_t *n)
+{
+	struct tree_xattr *v = calloc(8, sizeof(*v));
+	struct store_generation g;
+	struct snapshot snap;
+	size_t k = 0;
+	int r = 0;
+
+	if (!v)
+		return -ENOMEM;
+	switch (tree_kind_of(ino)) {
+	case TREE_SNAPSHOT:
+		r = snapshots_get(t->snaps, tree_snapshot_seq(ino), &snap);
+		if (r)
+			break;
+		add_xattr(v, &k, "uuid", "%s", snap.uuid);
+		add_xattr(v, &k, "generation", "%llu",
+			  (unsigned long long)snap.generation);
+		add_xattr(v, &k, "created_ns", "%lld",
+			  (long long)snap.created_ns);
+		add_xattr(v, &k, "chunk_size", "%u",
+			  store_info(t->store)->chunk_size);
+		add_xattr(v, &k, "block_size", "%u", cbt_block_size(t->cbt));
+		break;
+	case TREE_BITMAP:
+		r = find_generation(t, tree_bitmap_generation(ino), &g);
+		if (r)
+			break;
+		add_xattr(v, &k, "generation", "%llu",
+			  (unsigned long long)g.gen);
+		add_xattr(v, &k, "block_size", "%u", cbt_block_size(t->cbt));
+		add_xattr(v, &k, "blocks", "%llu",
+			  (unsigned long long)cbt_nblocks(t->cbt));
+		add_xattr(v, &k, "state", "%s",
+			  g.gen == cbt_open_generation(t->cbt) ? "open"
+							       : "closed");
+		add_xattr(v, &k, "closed_by", "%s", g.closed_by);
+		add_xattr(v, &k, "reason", "%s", g.reason);
+		add_xattr(v, &k, "widened", "%s", g.widened);
+		break;
+	case TREE_NONE:
+		r = -ENOENT;
+		break;
+	default:
+		break;
+	}
+	if (r) {
+		free(v);
+		return r;
+	}
 	*out = v;
 	*n = k;
 	return 0;

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 struct backing;
+struct cbt;
 struct store;
 struct uring_engine;
 struct cow;
@@ -20,9 +21,10 @@ struct cow;
 #define COW_BATCH_CHUNKS 256
 
 /* Builds the chain's in-memory state from the store.  newest_seq is the
- * newest snapshot still read by someone (0: none).  0 or -errno. */
+ * newest snapshot still read by someone (0: none); every change is also
+ * recorded in cbt.  0 or -errno. */
 int cow_create(struct cow **out, struct backing *b, struct store *s,
-	       struct uring_engine *io, int64_t newest_seq);
+	       struct uring_engine *io, struct cbt *cbt, int64_t newest_seq);
 
 void cow_destroy(struct cow *c);
 

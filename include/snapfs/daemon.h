@@ -13,6 +13,7 @@
 struct store;
 struct uring_engine;
 struct snapshots;
+struct cbt;
 struct cow;
 struct ctl;
 struct fs;
@@ -24,6 +25,7 @@ struct daemon {
 	struct store *store;
 	struct uring_engine *io;
 	struct snapshots *snaps;
+	struct cbt *cbt;
 	struct cow *cow;
 	struct tree tree;
 	struct ctl *ctl;

@@ -13,6 +13,7 @@
 #include "snapfs/options.h"
 
 struct backing;
+struct cbt;
 struct cow;
 struct store;
 struct snapshots;
@@ -35,8 +36,9 @@ int snapshots_load(struct snapshots **out, struct store *s, struct backing *b,
 /* The newest snapshot the chain must preserve for (0: none). */
 int64_t snapshots_newest(struct snapshots *ss);
 
-/* Connects the chain, once it is built from snapshots_newest(). */
-void snapshots_attach(struct snapshots *ss, struct cow *c);
+/* Connects the chain (built from snapshots_newest()) and the change
+ * tracking, which a snapshot moves to its next generation. */
+void snapshots_attach(struct snapshots *ss, struct cow *c, struct cbt *cbt);
 
 void snapshots_free(struct snapshots *ss);
 
@@ -67,6 +69,9 @@ int snapshots_list(struct snapshots *ss, struct snapshot **out, size_t *n);
 /* Bytes preserved for each snapshot of list[0..n) (from snapshots_list). */
 int snapshots_diff_bytes(struct snapshots *ss, const struct snapshot *list,
 			 size_t n, uint64_t *out);
+
+/* Deletes every snapshot (no reader may hold one).  0 or -errno. */
+int snapshots_drop_all(struct snapshots *ss);
 
 /* Parses a canonical lowercase uuid; true when s is one. */
 bool snapshot_uuid_valid(const char *s);

@@ -51,6 +51,24 @@ struct store_snapshot {
 	bool deleted; /* removed, kept until its last reader closes */
 };
 
+/* Bits of one 64-block word of a changed-block bitmap: block
+ * word * 64 + i changed when bit i of bits is set. */
+struct cbt_word {
+	uint64_t word;
+	uint64_t bits;
+};
+
+#define STORE_REASON_LEN 48
+
+struct store_generation {
+	uint64_t gen;
+	int64_t opened_ns;
+	char closed_by[37];                /* "" while open */
+	char reason[STORE_REASON_LEN];     /* why it began */
+	char widened[STORE_REASON_LEN];    /* why it is all ones, or "" */
+	bool dropped;                      /* bitmap deleted (cbt_keep, rm) */
+};
+
 struct store_event {
 	int64_t time_ns;
 	char kind[32];
@@ -86,13 +104,37 @@ int store_slot_alloc(struct store *s, int64_t *data_off);
 void store_slot_free(struct store *s, int64_t data_off);
 
 /*
- * Makes rows durable (data file synced, then the index committed, under
- * durability=full), sharing one sync and one commit with every other
- * thread committing at the same time.  The slots' data must already be
- * written.  0 or -errno (-EIO, -ENOSPC); on error none of rows is indexed.
+ * Makes rows and changed-block words of generation gen durable (data file
+ * synced, then the index committed, under durability=full), sharing one
+ * sync and one commit with every other thread committing at the same
+ * time.  The slots' data must already be written.  0 or -errno (-EIO,
+ * -ENOSPC); on error nothing of the call is recorded.
  */
+int store_commit(struct store *s, const struct chunk_row *rows, size_t n,
+		 uint64_t gen, const struct cbt_word *words, size_t nwords);
+
+/* store_commit without changed blocks. */
 int store_commit_chunks(struct store *s, const struct chunk_row *rows,
 			size_t n);
+
+/* Calls fn for every recorded word of generation gen's bitmap. */
+int store_for_each_cbt_word(struct store *s, uint64_t gen,
+			    int (*fn)(void *arg, uint64_t word, uint64_t bits),
+			    void *arg);
+
+/* Every generation, oldest first, dropped ones included.  Caller frees. */
+int store_list_generations(struct store *s, struct store_generation **out,
+			   size_t *n);
+
+/* Marks generation gen all ones, for reason (one line). */
+int store_widen_generation(struct store *s, uint64_t gen, const char *reason);
+
+/* Deletes closed generation gen's bitmap; 0, -EBUSY for the open one. */
+int store_drop_generation(struct store *s, uint64_t gen);
+
+/* Reads or writes one meta value of the store's own (text). */
+int store_get_meta(struct store *s, const char *key, char *buf, size_t len);
+int store_set_meta(struct store *s, const char *key, const char *value);
 
 /*
  * Finds the oldest copy of chunk_idx preserved at or after seq.  0 with

@@ -19,6 +19,8 @@
 #include <time.h>
 
 struct snapshots;
+struct cbt;
+struct store;
 
 #define TREE_INO_ROOT 1
 #define TREE_INO_LIVE 2
@@ -34,10 +36,13 @@ enum tree_kind {
 	TREE_SNAPDIR,
 	TREE_CBTDIR,
 	TREE_SNAPSHOT,
+	TREE_BITMAP,
 };
 
 struct tree {
 	struct snapshots *snaps;
+	struct cbt *cbt;
+	struct store *store;
 	uint64_t image_size;
 	bool ro;
 	uid_t uid;
@@ -51,11 +56,20 @@ struct tree_dirent {
 	mode_t mode;
 };
 
+/* One extended attribute of a file of the tree. */
+struct tree_xattr {
+	char name[40];
+	char value[64];
+};
+
 /* What ino names (without checking that it exists). */
 enum tree_kind tree_kind_of(uint64_t ino);
 
 /* The snapshot seq of a snapshot inode. */
 int64_t tree_snapshot_seq(uint64_t ino);
+
+/* The generation of a bitmap inode. */
+uint64_t tree_bitmap_generation(uint64_t ino);
 
 /* Fills st for ino; 0 or -ENOENT.  Deleted snapshots still open answer
  * with st_nlink 0. */
@@ -69,5 +83,14 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name,
 /* The entries of directory ino, "." and ".." first.  Caller frees *out. */
 int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
 		 size_t *n);
+
+/*
+ * The user.snapfs.* attributes of ino: uuid, generation, creation time
+ * and unit sizes on a snapshot; generation, block size, blocks, state and
+ * history on a bitmap (the root's store path is the front end's).  Caller
+ * frees *out.
+ */
+int tree_xattrs(struct tree *t, uint64_t ino, struct tree_xattr **out,
+		size_t *n);
 
 #endif

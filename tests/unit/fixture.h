@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "snapfs/backing.h"
+#include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
@@ -30,6 +31,7 @@ struct chain {
 	struct store *s;
 	struct uring_engine *io;
 	struct snapshots *ss;
+	struct cbt *cbt;
 	struct cow *c;
 };
 
@@ -50,15 +52,17 @@ static inline void chain_start(struct chain *ch)
 	cr_assert_eq(r, 0, "store_open: %s", err);
 	cr_assert_eq(snapshots_load(&ch->ss, ch->s, &ch->b, ch->durability), 0);
 	cr_assert_eq(uring_engine_create(&ch->io, 64), 0);
-	cr_assert_eq(cow_create(&ch->c, &ch->b, ch->s, ch->io,
+	cr_assert_eq(cbt_create(&ch->cbt, ch->s, ch->b.size, 64), 0);
+	cr_assert_eq(cow_create(&ch->c, &ch->b, ch->s, ch->io, ch->cbt,
 				snapshots_newest(ch->ss)),
 		     0);
-	snapshots_attach(ch->ss, ch->c);
+	snapshots_attach(ch->ss, ch->c, ch->cbt);
 }
 
 static inline void chain_stop(struct chain *ch, bool clean)
 {
 	cow_destroy(ch->c);
+	cbt_destroy(ch->cbt);
 	snapshots_free(ch->ss);
 	uring_engine_destroy(ch->io);
 	store_close(ch->s, clean);

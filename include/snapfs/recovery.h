@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * recovery.h - what the daemon checks at mount and records at a clean
+ * stop, so that snapshots and bitmaps never vouch for what it did not see.
+ */
+#ifndef SNAPFS_RECOVERY_H
+#define SNAPFS_RECOVERY_H
+
+struct daemon;
+
+/*
+ * Runs once the store, snapshots and change tracking are loaded: an
+ * offline change of the backing drops the snapshots and widens the open
+ * generation; an unclean stop under durability=process widens it.  Then
+ * forgets the last stop's record, so a crash of this run cannot pass for
+ * a clean one.  0 or -errno.
+ */
+int recovery_at_mount(struct daemon *d);
+
+/* Records the backing as it is after the final flush of a clean stop. */
+void recovery_at_clean_stop(struct daemon *d);
+
+#endif
