@@ -77,7 +77,8 @@ static void progress_show(struct progress *p, bool final)
 	}
 	if ((final && p->last_pct != pct) || pct / 10 > p->last_pct / 10) {
 		p->last_pct = pct;
-		fprintf(stderr, "copied %" PRIu64 " of %" PRIu64 " bytes (%d%%)\n",
+		fprintf(stderr,
+			"copied %" PRIu64 " of %" PRIu64 " bytes (%d%%)\n",
 			p->done, p->total, pct);
 	}
 }
@@ -152,7 +153,9 @@ static int copy_range(int src, int dst, bool dst_is_file, bool punch_zeros,
 		n = (size_t)got;
 		if (dst_is_file && all_zero(buf, n)) {
 			if (punch_zeros &&
-			    fallocate(dst, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    fallocate(dst,
+				      FALLOC_FL_PUNCH_HOLE |
+					      FALLOC_FL_KEEP_SIZE,
 				      (off_t)off, (off_t)n) < 0 &&
 			    pwrite(dst, buf, n, (off_t)off) != (ssize_t)n)
 				return -errno;
@@ -203,7 +206,7 @@ static int data_extents(int fd, uint64_t size, struct backup_extent **out,
 		h = lseek(fd, d, SEEK_HOLE);
 		if (h < 0)
 			h = (off_t)size;
-add:
+	add:
 		if (cnt == cap) {
 			struct backup_extent *nv;
 
@@ -255,13 +258,14 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 	if (job->since) {
 		r = exists ? backup_read_sidecar(job->dest, held) : -ENOENT;
 		if (r || strcmp(held, job->since)) {
-			snprintf(err, err_len,
-				 "%s does not hold snapshot %s (%s): run a full "
-				 "backup first",
-				 job->dest, job->since,
-				 r == -ENOENT   ? "no backup record beside it"
-				 : r            ? "its last backup is incomplete"
-						: "it holds another snapshot");
+			snprintf(
+				err, err_len,
+				"%s does not hold snapshot %s (%s): run a full "
+				"backup first",
+				job->dest, job->since,
+				r == -ENOENT ? "no backup record beside it"
+				: r	     ? "its last backup is incomplete"
+					     : "it holds another snapshot");
 			r = -EINVAL;
 			goto out;
 		}
@@ -276,17 +280,20 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 	if (!is_file) {
 		uint64_t dev_size = 0;
 
-		if (ioctl(dfd, BLKGETSIZE64, &dev_size) == 0 && dev_size < size) {
+		if (ioctl(dfd, BLKGETSIZE64, &dev_size) == 0 &&
+		    dev_size < size) {
 			r = -ENOSPC;
 			snprintf(err, err_len,
-				 "%s: %" PRIu64 " bytes, the snapshot needs %" PRIu64,
+				 "%s: %" PRIu64
+				 " bytes, the snapshot needs %" PRIu64,
 				 job->dest, dev_size, size);
 			goto out;
 		}
 	} else if (job->since && (uint64_t)dst.st_size != size) {
 		r = -EINVAL;
-		snprintf(err, err_len, "%s: size %lld, the snapshot has %" PRIu64,
-			 job->dest, (long long)dst.st_size, size);
+		snprintf(err, err_len,
+			 "%s: size %lld, the snapshot has %" PRIu64, job->dest,
+			 (long long)dst.st_size, size);
 		goto out;
 	}
 	r = write_sidecar(job->dest, job->uuid, false);
@@ -336,8 +343,9 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 	if (!r && fsync(dfd) < 0)
 		r = -errno;
 	if (r) {
-		snprintf(err, err_len, "copy to %s: %s (left marked incomplete)",
-			 job->dest, strerror(-r));
+		snprintf(err, err_len,
+			 "copy to %s: %s (left marked incomplete)", job->dest,
+			 strerror(-r));
 		goto out;
 	}
 	progress_show(&p, true);

@@ -162,8 +162,8 @@ int cbt_collect(struct cbt *c, uint64_t off, uint64_t len,
 		uint64_t hi = w == w1 ? last % 64 : 63;
 		uint64_t mask = (hi == 63 ? ~0ull : (1ull << (hi + 1)) - 1) &
 				~((1ull << lo) - 1);
-		uint64_t have = __atomic_load_n(&c->open_bits[w],
-						__ATOMIC_ACQUIRE);
+		uint64_t have =
+			__atomic_load_n(&c->open_bits[w], __ATOMIC_ACQUIRE);
 
 		if (mask & ~have)
 			p->words[p->n++] =

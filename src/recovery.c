@@ -63,21 +63,23 @@ int recovery_at_mount(struct daemon *d)
 				      "backing");
 		if (r)
 			return r;
-		store_add_event(d->store, "offline-change",
-				"the backing was modified while unmounted "
-				"(recorded %s, found %s): %zu snapshots dropped, "
-				"generation %llu widened",
-				recorded, now, n,
-				(unsigned long long)cbt_open_generation(d->cbt));
+		store_add_event(
+			d->store, "offline-change",
+			"the backing was modified while unmounted "
+			"(recorded %s, found %s): %zu snapshots dropped, "
+			"generation %llu widened",
+			recorded, now, n,
+			(unsigned long long)cbt_open_generation(d->cbt));
 	} else if (!si->prev_clean && !strcmp(dur, "process")) {
 		r = cbt_widen(d->cbt, "widened after an unclean stop "
 				      "(durability=process)");
 		if (r)
 			return r;
-		store_add_event(d->store, "widened",
-				"generation %llu widened: the last run "
-				"(durability=process) did not stop cleanly",
-				(unsigned long long)cbt_open_generation(d->cbt));
+		store_add_event(
+			d->store, "widened",
+			"generation %llu widened: the last run "
+			"(durability=process) did not stop cleanly",
+			(unsigned long long)cbt_open_generation(d->cbt));
 	}
 	r = store_set_meta(d->store, "backing_mtime", "");
 	if (!r)

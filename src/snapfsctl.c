@@ -45,9 +45,12 @@ static const char usage_text[] =
 	"  delete MOUNTPOINT UUID...             delete snapshots\n"
 	"  status MOUNTPOINT [--json]            state of the mount and store\n"
 	"  changed MOUNTPOINT --from UUID [--to UUID] [--json]\n"
-	"                                        byte extents changed since a snapshot\n"
-	"  backup MOUNTPOINT UUID DEST [--since UUID] [--progress|--no-progress]\n"
-	"                                        copy a snapshot, whole or incremental\n"
+	"                                        byte extents changed since a "
+	"snapshot\n"
+	"  backup MOUNTPOINT UUID DEST [--since UUID] "
+	"[--progress|--no-progress]\n"
+	"                                        copy a snapshot, whole or "
+	"incremental\n"
 	"\n"
 	"Exit status: 0 done, 1 failed, 2 bad usage.  See snapfsctl(8).\n";
 
@@ -297,8 +300,9 @@ static int cmd_backup(const char *mnt, int argc, char **argv)
 		return usage_error("backup: '%s' is not a snapshot uuid",
 				   job.uuid);
 	if (job.since && !snapshot_uuid_valid(job.since))
-		return usage_error("backup: --since '%s' is not a snapshot uuid",
-				   job.since);
+		return usage_error(
+			"backup: --since '%s' is not a snapshot uuid",
+			job.since);
 	snprintf(source, sizeof(source), "%s/snapshots/%s.img", mnt, job.uuid);
 	if (stat(source, &st) < 0)
 		return fail("snapshot %s: %s", job.uuid,

@@ -818,9 +818,11 @@ int store_commit_chunks(struct store *s, const struct chunk_row *rows, size_t n)
 int store_commit(struct store *s, const struct chunk_row *rows, size_t n,
 		 uint64_t gen, const struct cbt_word *words, size_t nwords)
 {
-	struct commit_waiter me = {
-		.rows = rows, .n = n, .gen = gen, .words = words, .nwords = nwords
-	};
+	struct commit_waiter me = { .rows = rows,
+				    .n = n,
+				    .gen = gen,
+				    .words = words,
+				    .nwords = nwords };
 
 	pthread_mutex_lock(&s->gc_lock);
 	*s->gc_tail = &me;
@@ -1029,14 +1031,15 @@ int store_add_snapshot(struct store *s, struct store_snapshot *snap)
 	snap->generation = s->info.generation;
 	r = meta_set_u64(s->db, "generation", s->info.generation + 1);
 	if (!r)
-		r = exec_bound(s, "UPDATE generations SET closed_by=? WHERE gen=?",
+		r = exec_bound(s,
+			       "UPDATE generations SET closed_by=? WHERE gen=?",
 			       snap->uuid, (int64_t)s->info.generation);
 	if (!r)
-		r = exec_bound2(s,
-				"INSERT INTO generations(gen, opened_ns, reason) "
-				"VALUES(?, ?, 'snapshot')",
-				(int64_t)s->info.generation + 1,
-				snap->created_ns);
+		r = exec_bound2(
+			s,
+			"INSERT INTO generations(gen, opened_ns, reason) "
+			"VALUES(?, ?, 'snapshot')",
+			(int64_t)s->info.generation + 1, snap->created_ns);
 	if (r)
 		goto rollback;
 	r = db_exec(s->db, "COMMIT");
@@ -1361,10 +1364,11 @@ int store_list_generations(struct store *s, struct store_generation **out,
 	int rc, r = 0;
 
 	pthread_mutex_lock(&s->db_lock);
-	rc = sqlite3_prepare_v2(s->db,
-				"SELECT gen, opened_ns, closed_by, reason, "
-				"widened, dropped FROM generations ORDER BY gen",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		s->db,
+		"SELECT gen, opened_ns, closed_by, reason, "
+		"widened, dropped FROM generations ORDER BY gen",
+		-1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		r = db_err(s->db, rc, "prepare generation list");
 		goto out;
@@ -1430,7 +1434,8 @@ int store_drop_generation(struct store *s, uint64_t gen)
 		r = exec_bound(s, "DELETE FROM cbt WHERE gen=?", NULL,
 			       (int64_t)gen);
 	if (!r)
-		r = exec_bound(s, "UPDATE generations SET dropped=1 WHERE gen=?",
+		r = exec_bound(s,
+			       "UPDATE generations SET dropped=1 WHERE gen=?",
 			       NULL, (int64_t)gen);
 	if (!r)
 		r = db_exec(s->db, "COMMIT");

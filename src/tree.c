@@ -246,7 +246,8 @@ int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
 }
 
 static void add_xattr(struct tree_xattr *v, size_t *n, const char *name,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+		      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 static void add_xattr(struct tree_xattr *v, size_t *n, const char *name,
 		      const char *fmt, ...)
 {

@@ -17,14 +17,17 @@ struct backup_extent {
 	uint64_t len;
 };
 
-enum backup_progress { BACKUP_PROGRESS_AUTO, BACKUP_PROGRESS_ON,
-		       BACKUP_PROGRESS_OFF };
+enum backup_progress {
+	BACKUP_PROGRESS_AUTO,
+	BACKUP_PROGRESS_ON,
+	BACKUP_PROGRESS_OFF
+};
 
 struct backup_job {
-	const char *source;      /* MNT/snapshots/UUID.img */
-	const char *uuid;        /* the snapshot copied */
-	const char *dest;        /* a file (created if missing) or a block device */
-	const char *since;       /* NULL: full copy; else DEST must hold it */
+	const char *source; /* MNT/snapshots/UUID.img */
+	const char *uuid; /* the snapshot copied */
+	const char *dest; /* a file (created if missing) or a block device */
+	const char *since; /* NULL: full copy; else DEST must hold it */
 	const struct backup_extent *extents; /* with since: what changed */
 	size_t nextents;
 	enum backup_progress progress;

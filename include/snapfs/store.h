@@ -63,10 +63,10 @@ struct cbt_word {
 struct store_generation {
 	uint64_t gen;
 	int64_t opened_ns;
-	char closed_by[37];                /* "" while open */
-	char reason[STORE_REASON_LEN];     /* why it began */
-	char widened[STORE_REASON_LEN];    /* why it is all ones, or "" */
-	bool dropped;                      /* bitmap deleted (cbt_keep, rm) */
+	char closed_by[37]; /* "" while open */
+	char reason[STORE_REASON_LEN]; /* why it began */
+	char widened[STORE_REASON_LEN]; /* why it is all ones, or "" */
+	bool dropped; /* bitmap deleted (cbt_keep, rm) */
 };
 
 struct store_event {

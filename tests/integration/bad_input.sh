@@ -63,11 +63,12 @@ expect_refused "missing mount point" "mount point" -- \
 	"$IMG" "$WORK/no-such-dir"
 
 # A backing whose size changed since the store was made.
-cp --sparse=always "$IMG" "$WORK/img.saved"
+cp -p --sparse=always "$IMG" "$WORK/img.saved"
 truncate -s 96M "$IMG"
 expect_refused "backing size changed" "size changed" -- "$IMG" "$MNT"
-cp --sparse=always "$WORK/img.saved" "$IMG"
-# cp kept the inode: the store still knows this image.
+cp -p --sparse=always "$WORK/img.saved" "$IMG"
+# cp kept the inode and -p the modification time: the store still knows
+# this image, unchanged.
 start_snapfs "$IMG" "$MNT"
 stop_snapfs "$MNT"
 
