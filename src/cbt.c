@@ -56,22 +56,14 @@ static int load_word(void *arg, uint64_t word, uint64_t bits)
 	return 0;
 }
 
-/* Whether generation gen is widened, and whether it exists undropped. */
+/* Whether generation gen is widened; -ENOENT when its bitmap is gone. */
 static int gen_state(struct cbt *c, uint64_t gen, bool *widened)
 {
-	struct store_generation *v;
-	size_t n;
-	int r = store_list_generations(c->s, &v, &n);
+	struct store_generation g;
+	int r = store_get_generation(c->s, gen, &g);
 
-	if (r)
-		return r;
-	r = -ENOENT;
-	for (size_t i = 0; i < n; i++)
-		if (v[i].gen == gen && !v[i].dropped) {
-			*widened = v[i].widened[0] != '\0';
-			r = 0;
-		}
-	free(v);
+	if (!r)
+		*widened = g.widened[0] != '\0';
 	return r;
 }
 

@@ -116,6 +116,23 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Makes room for one more element of a growing array: 0 or -ENOMEM. */
+static int grow(void *arrayp, size_t *cap, size_t cnt, size_t elem)
+{
+	void **array = arrayp, *bigger;
+	size_t n;
+
+	if (cnt < *cap)
+		return 0;
+	n = *cap ? *cap * 2 : 16;
+	bigger = realloc(*array, n * elem);
+	if (!bigger)
+		return -ENOMEM;
+	*array = bigger;
+	*cap = n;
+	return 0;
+}
+
 /* Maps an SQLite result to -errno, logging what SQLite said. */
 static int db_err(sqlite3 *db, int rc, const char *what)
 {
@@ -934,15 +951,9 @@ int store_list_snapshots(struct store *s, struct store_snapshot **out,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_snapshot *e;
 
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			e = realloc(v, cap * sizeof(*v));
-			if (!e) {
-				r = -ENOMEM;
-				break;
-			}
-			v = e;
-		}
+		r = grow(&v, &cap, cnt, sizeof(*v));
+		if (r)
+			break;
 		e = &v[cnt++];
 		memset(e, 0, sizeof(*e));
 		e->seq = sqlite3_column_int64(st, 0);
@@ -1099,17 +1110,11 @@ struct i64v {
 
 static int i64v_push(struct i64v *a, int64_t x)
 {
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		int64_t *v = realloc(a->v, cap * sizeof(*v));
+	int r = grow(&a->v, &a->cap, a->n, sizeof(*a->v));
 
-		if (!v)
-			return -ENOMEM;
-		a->v = v;
-		a->cap = cap;
-	}
-	a->v[a->n++] = x;
-	return 0;
+	if (!r)
+		a->v[a->n++] = x;
+	return r;
 }
 
 int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
@@ -1376,15 +1381,9 @@ int store_list_generations(struct store *s, struct store_generation **out,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_generation *g;
 
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			g = realloc(v, cap * sizeof(*v));
-			if (!g) {
-				r = -ENOMEM;
-				break;
-			}
-			v = g;
-		}
+		r = grow(&v, &cap, cnt, sizeof(*v));
+		if (r)
+			break;
 		g = &v[cnt++];
 		memset(g, 0, sizeof(*g));
 		g->gen = (uint64_t)sqlite3_column_int64(st, 0);
@@ -1462,5 +1461,24 @@ int store_set_meta(struct store *s, const char *key, const char *value)
 	pthread_mutex_lock(&s->db_lock);
 	r = meta_set(s->db, key, value);
 	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_get_generation(struct store *s, uint64_t gen,
+			 struct store_generation *out)
+{
+	struct store_generation *v;
+	size_t n;
+	int r = store_list_generations(s, &v, &n);
+
+	if (r)
+		return r;
+	r = -ENOENT;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].gen == gen && !v[i].dropped) {
+			*out = v[i];
+			r = 0;
+		}
+	free(v);
 	return r;
 }

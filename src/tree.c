@@ -44,26 +44,6 @@ uint64_t tree_bitmap_generation(uint64_t ino)
 	return ino - TREE_INO_CBT_BASE;
 }
 
-/* The metadata of generation gen, if its bitmap exists. */
-static int find_generation(struct tree *t, uint64_t gen,
-			   struct store_generation *out)
-{
-	struct store_generation *v;
-	size_t n;
-	int r = store_list_generations(t->store, &v, &n);
-
-	if (r)
-		return r;
-	r = -ENOENT;
-	for (size_t i = 0; i < n; i++)
-		if (v[i].gen == gen && !v[i].dropped) {
-			*out = v[i];
-			r = 0;
-		}
-	free(v);
-	return r;
-}
-
 int64_t tree_snapshot_seq(uint64_t ino)
 {
 	return (int64_t)(ino - TREE_INO_SNAP_BASE);
@@ -122,7 +102,8 @@ int tree_getattr(struct tree *t, uint64_t ino, struct stat *st)
 	case TREE_BITMAP: {
 		struct store_generation g;
 
-		if (find_generation(t, tree_bitmap_generation(ino), &g))
+		if (store_get_generation(t->store, tree_bitmap_generation(ino),
+					 &g))
 			return -ENOENT;
 		fill_file(t, ino, 0444, cbt_bitmap_bytes(t->cbt), st);
 		st->st_mtim.tv_sec = g.opened_ns / 1000000000;
@@ -286,7 +267,8 @@ int tree_xattrs(struct tree *t, uint64_t ino, struct tree_xattr **out,
 		add_xattr(v, &k, "block_size", "%u", cbt_block_size(t->cbt));
 		break;
 	case TREE_BITMAP:
-		r = find_generation(t, tree_bitmap_generation(ino), &g);
+		r = store_get_generation(t->store, tree_bitmap_generation(ino),
+					 &g);
 		if (r)
 			break;
 		add_xattr(v, &k, "generation", "%llu",

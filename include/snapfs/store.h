@@ -126,6 +126,10 @@ int store_for_each_cbt_word(struct store *s, uint64_t gen,
 int store_list_generations(struct store *s, struct store_generation **out,
 			   size_t *n);
 
+/* One generation whose bitmap exists.  0 or -ENOENT (unknown, dropped). */
+int store_get_generation(struct store *s, uint64_t gen,
+			 struct store_generation *out);
+
 /* Marks generation gen all ones, for reason (one line). */
 int store_widen_generation(struct store *s, uint64_t gen, const char *reason);
 
