@@ -28,12 +28,24 @@ fallocate --punch-hole -o $((30 * K)) -l 4096 "$L"
 fallocate --zero-range -o $((40 * K + 8192)) -l $((K)) "$L"
 [ "$($BM bits "$MNT/cbt/1.bitmap")" = "5 10 19 20 30 40 41 1024" ] ||
 	fail "punch/zero bits: $($BM bits "$MNT/cbt/1.bitmap")"
+# pages written through mmap are tracked once they reach the daemon
+python3 - "$L" <<'PY'
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 65536, mmap.MAP_SHARED, offset=60 * 65536)
+m[100:200] = b"x" * 100
+m.flush()
+m.close()
+os.close(fd)
+PY
+[ "$($BM bits "$MNT/cbt/1.bitmap")" = "5 10 19 20 30 40 41 60 1024" ] ||
+	fail "mmap bits: $($BM bits "$MNT/cbt/1.bitmap")"
 # rewriting identical bytes counts as written
 A=$(snap "$MNT")
 dd if="$L" of="$WORK/blk" bs=$K skip=50 count=1 status=none
 dd if="$WORK/blk" of="$L" bs=$K seek=50 conv=notrunc status=none
 [ "$($BM bits "$MNT/cbt/2.bitmap")" = 50 ] || fail "identical rewrite not tracked"
-[ "$($BM bits "$MNT/cbt/1.bitmap")" = "5 10 19 20 30 40 41 1024" ] ||
+[ "$($BM bits "$MNT/cbt/1.bitmap")" = "5 10 19 20 30 40 41 60 1024" ] ||
 	fail "closed bitmap changed"
 [ "$(python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "user.snapfs.generation").decode())' "$MNT/snapshots/$A.img")" = 1 ] ||
 	fail "snapshot generation xattr"
@@ -159,6 +171,18 @@ for i in 1 2 3; do
 	cmp "$WORK/py.img" "$MNT/snapshots/$N.img" || fail "script incremental $i differs"
 	PREV=$N
 done
+# a block device as DEST: every byte of a full copy, then increments
+make_image "$WORK/dev.img" 80M
+DEV=$(losetup -f --show "$WORK/dev.img")
+register_loop "$DEV"
+register_file "$DEV.snapfs-backup"
+dd if=/dev/urandom of="$DEV" bs=1M count=80 status=none # old contents
+"$SNAPFSCTL" backup "$MNT" "$S1" "$DEV" --no-progress
+cmp -n $((64 * 1024 * 1024 + 12288)) "$DEV" "$MNT/snapshots/$S1.img" || fail "full backup to a block device"
+"$SNAPFSCTL" backup "$MNT" "$PREV" "$DEV" --since "$S1" --no-progress
+cmp -n $((64 * 1024 * 1024 + 12288)) "$DEV" "$MNT/snapshots/$PREV.img" || fail "incremental backup to a block device"
+losetup -d "$DEV"
+rm -f "$DEV.snapfs-backup"
 # a DEST that does not hold --since is refused, and left alone
 BEFORE=$(sum "$WORK/bk.img")
 if "$SNAPFSCTL" backup "$MNT" "$PREV" "$WORK/bk.img" --since "$S1" 2>"$WORK/err"; then
