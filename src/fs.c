@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <linux/fuse.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,10 +55,13 @@
 #define FOPEN_KEEP_CACHE (1 << 1)
 #endif
 
-/* An open closed-generation bitmap: rendered once, served from memory. */
+/* An open bitmap file.  While its generation is the open one, reads see
+ * the bits as they are now; once closed it is rendered once and served
+ * from memory. */
 struct bitmap_handle {
 	uint64_t gen;
-	uint8_t *bytes;
+	uint8_t *bytes; /* NULL until rendered */
+	pthread_mutex_t lock;
 };
 
 #define XATTR_STORE "user.snapfs.store"
@@ -209,6 +213,13 @@ static void reply_open_flags(fuse_req_t req, uint64_t fh, uint32_t flags)
 	fuse_reply_iov(req, &iov, 1);
 }
 
+static void bitmap_handle_free(struct bitmap_handle *h)
+{
+	pthread_mutex_destroy(&h->lock);
+	free(h->bytes);
+	free(h);
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -256,28 +267,22 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 			fuse_reply_err(req, -r);
 			return;
 		}
-		if (gen == cbt_open_generation(d->cbt)) {
-			/* It changes with every first write to a block:
-			 * never cached, read as it is at each read. */
-			fi->fh = 0;
-			fi->direct_io = 1;
-			fuse_reply_open(req, fi);
-			return;
-		}
 		h = calloc(1, sizeof(*h));
-		r = h ? cbt_render(d->cbt, gen, &h->bytes) : -ENOMEM;
-		if (r) {
-			free(h);
-			fuse_reply_err(req, -r);
+		if (!h) {
+			fuse_reply_err(req, ENOMEM);
 			return;
 		}
 		h->gen = gen;
+		pthread_mutex_init(&h->lock, NULL);
 		fi->fh = (uint64_t)(uintptr_t)h;
-		fi->keep_cache = 1;
-		if (fuse_reply_open(req, fi)) {
-			free(h->bytes);
-			free(h);
-		}
+		/* The open generation changes with every first write to a
+		 * block: never cached.  Closed ones never change. */
+		if (gen == cbt_open_generation(d->cbt))
+			fi->direct_io = 1;
+		else
+			fi->keep_cache = 1;
+		if (fuse_reply_open(req, fi))
+			bitmap_handle_free(h);
 		return;
 	}
 	case TREE_NONE:
@@ -293,20 +298,25 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	if (tree_kind_of(ino) == TREE_SNAPSHOT)
 		snapshots_release(req_daemon(req)->snaps, (int64_t)fi->fh);
-	if (tree_kind_of(ino) == TREE_BITMAP && fi->fh) {
-		struct bitmap_handle *h = (void *)(uintptr_t)fi->fh;
-
-		free(h->bytes);
-		free(h);
-	}
+	if (tree_kind_of(ino) == TREE_BITMAP)
+		bitmap_handle_free((void *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
-static ssize_t read_rendered(struct daemon *d, const struct bitmap_handle *h,
-			     void *buf, size_t size, uint64_t off)
+static ssize_t read_bitmap(struct daemon *d, struct bitmap_handle *h, void *buf,
+			   size_t size, uint64_t off)
 {
 	uint64_t len = cbt_bitmap_bytes(d->cbt);
+	int r = 0;
 
+	if (h->gen == cbt_open_generation(d->cbt))
+		return cbt_read_open(d->cbt, buf, size, off);
+	pthread_mutex_lock(&h->lock);
+	if (!h->bytes)
+		r = cbt_render(d->cbt, h->gen, &h->bytes);
+	pthread_mutex_unlock(&h->lock);
+	if (r)
+		return r;
 	if (off >= len)
 		return 0;
 	if (size > len - off)
@@ -334,11 +344,9 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else if (tree_kind_of(ino) == TREE_SNAPSHOT)
 		n = cow_read_snapshot(d->cow, (int64_t)fi->fh, buf, size,
 				      (uint64_t)off);
-	else if (tree_kind_of(ino) == TREE_BITMAP && !fi->fh)
-		n = cbt_read_open(d->cbt, buf, size, (uint64_t)off);
 	else if (tree_kind_of(ino) == TREE_BITMAP)
-		n = read_rendered(d, (void *)(uintptr_t)fi->fh, buf, size,
-				  (uint64_t)off);
+		n = read_bitmap(d, (void *)(uintptr_t)fi->fh, buf, size,
+				(uint64_t)off);
 	else
 		n = -EISDIR;
 	if (n < 0)

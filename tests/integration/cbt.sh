@@ -41,12 +41,16 @@ PY
 [ "$($BM bits "$MNT/cbt/1.bitmap")" = "5 10 19 20 30 40 41 60 1024" ] ||
 	fail "mmap bits: $($BM bits "$MNT/cbt/1.bitmap")"
 # rewriting identical bytes counts as written
+exec 4<"$MNT/cbt/1.bitmap" # opened while generation 1 is the open one
 A=$(snap "$MNT")
 dd if="$L" of="$WORK/blk" bs=$K skip=50 count=1 status=none
 dd if="$WORK/blk" of="$L" bs=$K seek=50 conv=notrunc status=none
 [ "$($BM bits "$MNT/cbt/2.bitmap")" = 50 ] || fail "identical rewrite not tracked"
 [ "$($BM bits "$MNT/cbt/1.bitmap")" = "5 10 19 20 30 40 41 60 1024" ] ||
 	fail "closed bitmap changed"
+cat <&4 >"$WORK/held"
+exec 4<&-
+cmp "$WORK/held" "$MNT/cbt/1.bitmap" || fail "a reader holding 1.bitmap saw generation 2"
 [ "$(python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "user.snapfs.generation").decode())' "$MNT/snapshots/$A.img")" = 1 ] ||
 	fail "snapshot generation xattr"
 [ "$(python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "user.snapfs.closed_by").decode())' "$MNT/cbt/1.bitmap")" = "$A" ] ||
