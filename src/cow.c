@@ -63,6 +63,8 @@ struct cow {
 	uint64_t *fresh;
 	uint64_t *preserved;
 	int64_t newest; /* changes only with instant held exclusive */
+	int (*make_room)(void *arg); /* on_full=drop-oldest, else NULL */
+	void *make_room_arg;
 	pthread_rwlock_t instant;
 	pthread_rwlock_t stripes[NSTRIPES];
 	uint64_t preserved_count;
@@ -372,8 +374,15 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len, uint64_t off)
 	op.len = clip(c, len, off);
 	if (!op.len)
 		return 0;
-	pthread_rwlock_rdlock(&c->instant);
-	r = cow_prepare_change(c, off, op.len);
+	for (;;) {
+		pthread_rwlock_rdlock(&c->instant);
+		r = cow_prepare_change(c, off, op.len);
+		if (r != -ENOSPC || !c->make_room)
+			break;
+		pthread_rwlock_unlock(&c->instant);
+		if (c->make_room(c->make_room_arg))
+			return -ENOSPC;
+	}
 	if (!r)
 		r = uring_run(c->io, &op, 1);
 	pthread_rwlock_unlock(&c->instant);
@@ -416,8 +425,15 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 	len = clip(c, len, off);
 	if (!len)
 		return 0;
-	pthread_rwlock_rdlock(&c->instant);
-	r = cow_prepare_change(c, off, len);
+	for (;;) {
+		pthread_rwlock_rdlock(&c->instant);
+		r = cow_prepare_change(c, off, len);
+		if (r != -ENOSPC || !c->make_room)
+			break;
+		pthread_rwlock_unlock(&c->instant);
+		if (c->make_room(c->make_room_arg))
+			return -ENOSPC;
+	}
 	if (!r && fallocate(c->b->fd, mode, (off_t)off, (off_t)len) < 0) {
 		r = -errno;
 		/* Reads of the range must return zeros either way. */
@@ -670,4 +686,10 @@ int cow_set_newest(struct cow *c, int64_t newest_seq)
 uint64_t cow_preserved_count(struct cow *c)
 {
 	return __atomic_load_n(&c->preserved_count, __ATOMIC_RELAXED);
+}
+
+void cow_set_make_room(struct cow *c, int (*make_room)(void *arg), void *arg)
+{
+	c->make_room = make_room;
+	c->make_room_arg = arg;
 }

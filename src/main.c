@@ -178,6 +178,12 @@ static void notify_parent(int fd, bool ok)
 	close(fd);
 }
 
+/* on_full=drop-oldest: what a write calls when the store is full. */
+static int drop_oldest_snapshot(void *snaps)
+{
+	return snapshots_drop_oldest(snaps);
+}
+
 /* Builds every module in dependency order.  0 or -errno with err set. */
 static int daemon_start(struct daemon *d, char *err, size_t err_len)
 {
@@ -209,6 +215,10 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 			       snapshots_newest(d->snaps));
 	if (!r) {
 		snapshots_attach(d->snaps, d->cow, d->cbt);
+		store_set_limit(d->store, d->opts.diff_max);
+		if (d->opts.on_full == ON_FULL_DROP_OLDEST)
+			cow_set_make_room(d->cow, drop_oldest_snapshot,
+					  d->snaps);
 		r = recovery_at_mount(d);
 	}
 	if (r) {

@@ -416,3 +416,29 @@ int snapshots_drop_all(struct snapshots *ss)
 	pthread_mutex_unlock(&ss->op_lock);
 	return r;
 }
+
+int snapshots_drop_oldest(struct snapshots *ss)
+{
+	char uuid[37] = "";
+	int64_t seq = 0;
+	int r = -ENOSPC;
+
+	pthread_mutex_lock(&ss->op_lock);
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->n; i++)
+		if (!ss->v[i].deleted && !ss->v[i].opens) {
+			seq = ss->v[i].seq;
+			memcpy(uuid, ss->v[i].uuid, sizeof(uuid));
+			break;
+		}
+	pthread_mutex_unlock(&ss->lock);
+	if (seq)
+		r = purge(ss, seq);
+	pthread_mutex_unlock(&ss->op_lock);
+	if (!r)
+		store_add_event(ss->s, "dropped",
+				"snapshot %s dropped: the diff store was full "
+				"(on_full=drop-oldest)",
+				uuid);
+	return r;
+}

@@ -81,6 +81,9 @@ struct store {
 	uint64_t nslots; /* slots the map covers */
 	uint64_t slot_hint; /* no free slot below this */
 	uint64_t slots_in_use;
+	uint64_t limit_slots; /* with has_limit: diff_max in slots */
+	bool has_limit;
+	bool low_warned; /* the 90% warning was given */
 
 	pthread_mutex_t gc_lock;
 	pthread_cond_t gc_cond;
@@ -499,6 +502,8 @@ static int slot_set(struct store *s, uint64_t i, bool used)
 	} else {
 		s->slot_used[i / 64] &= ~(1ull << (i % 64));
 		s->slots_in_use--;
+		if (s->low_warned && s->slots_in_use * 10 < s->limit_slots * 8)
+			s->low_warned = false;
 		if (i < s->slot_hint)
 			s->slot_hint = i;
 	}
@@ -726,10 +731,15 @@ int store_dir_fd(const struct store *s)
 
 int store_slot_alloc(struct store *s, int64_t *data_off)
 {
+	bool warn = false;
 	uint64_t i;
 	int r;
 
 	pthread_mutex_lock(&s->slot_lock);
+	if (s->has_limit && s->slots_in_use + 1 > s->limit_slots) {
+		pthread_mutex_unlock(&s->slot_lock);
+		return -ENOSPC;
+	}
 	for (i = s->slot_hint; i < s->nslots; i++) {
 		if (s->slot_used[i / 64] == ~0ull) {
 			i |= 63;
@@ -742,9 +752,28 @@ int store_slot_alloc(struct store *s, int64_t *data_off)
 	if (!r) {
 		s->slot_hint = i + 1;
 		*data_off = (int64_t)(i * s->info.chunk_size);
+		if (s->has_limit && !s->low_warned &&
+		    s->slots_in_use * 10 >= s->limit_slots * 9)
+			warn = s->low_warned = true;
 	}
 	pthread_mutex_unlock(&s->slot_lock);
+	if (warn)
+		store_add_event(s, "low-space",
+				"the diff store holds %llu of its %llu bytes "
+				"(diff_max): 90%% used",
+				(unsigned long long)(s->slots_in_use *
+						     s->info.chunk_size),
+				(unsigned long long)(s->limit_slots *
+						     s->info.chunk_size));
 	return r;
+}
+
+void store_set_limit(struct store *s, uint64_t diff_max)
+{
+	pthread_mutex_lock(&s->slot_lock);
+	s->has_limit = diff_max != 0;
+	s->limit_slots = diff_max / s->info.chunk_size;
+	pthread_mutex_unlock(&s->slot_lock);
 }
 
 void store_slot_free(struct store *s, int64_t data_off)

@@ -67,6 +67,14 @@ void cow_resume(struct cow *c);
  */
 int cow_set_newest(struct cow *c, int64_t newest_seq);
 
+/*
+ * What a change does when the store cannot take what it must preserve:
+ * with make_room (on_full=drop-oldest) it releases its locks, calls
+ * make_room, and tries again until make_room fails; without (fail-writes)
+ * it fails with -ENOSPC.  Set before requests are served.
+ */
+void cow_set_make_room(struct cow *c, int (*make_room)(void *arg), void *arg);
+
 /* Chunks preserved by this process, for status. */
 uint64_t cow_preserved_count(struct cow *c);
 

@@ -70,6 +70,10 @@ int snapshots_list(struct snapshots *ss, struct snapshot **out, size_t *n);
 int snapshots_diff_bytes(struct snapshots *ss, const struct snapshot *list,
 			 size_t n, uint64_t *out);
 
+/* Deletes the oldest snapshot that no reader holds open, to make room
+ * in a full store.  0, or -ENOSPC when there is none. */
+int snapshots_drop_oldest(struct snapshots *ss);
+
 /* Deletes every snapshot (no reader may hold one).  0 or -errno. */
 int snapshots_drop_all(struct snapshots *ss);
 

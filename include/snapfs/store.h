@@ -97,7 +97,12 @@ int store_data_fd(const struct store *s);
 const char *store_dir(const struct store *s);
 int store_dir_fd(const struct store *s);
 
-/* Reserves a free chunk-sized slot of the data file.  0 or -ENOSPC. */
+/* Limits the data file to diff_max bytes (0: no limit but free space);
+ * a warning event is recorded when 90% is reached. */
+void store_set_limit(struct store *s, uint64_t diff_max);
+
+/* Reserves a free chunk-sized slot of the data file.  0, or -ENOSPC past
+ * the limit. */
 int store_slot_alloc(struct store *s, int64_t *data_off);
 
 /* Returns a slot reserved by store_slot_alloc that was never committed. */
