@@ -33,6 +33,7 @@
 #include "snapfs/backup.h"
 #include "snapfs/ctl.h"
 #include "snapfs/snapshot.h"
+#include "snapfs/store.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
@@ -372,6 +373,11 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		return usage_error("%s", argc < 2 ? "missing command"
 						  : "missing mount point");
+	if (!strcmp(argv[1], "check")) {
+		if (argc != 3)
+			return usage_error("check takes one STORE_DIR");
+		return store_check(argv[2], stdout) ? 1 : 0;
+	}
 	cmd = argv[1];
 	mnt = argv[2];
 

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "snapfs/options.h"
 
@@ -195,5 +196,14 @@ void store_add_event(struct store *s, const char *kind, const char *fmt, ...)
 /* The newest events, oldest first, at most max.  Caller frees *out. */
 int store_list_events(struct store *s, size_t max, struct store_event **out,
 		      size_t *n);
+
+/*
+ * Verifies an unmounted store without writing to it: index integrity,
+ * every preserved chunk inside the data file, aligned, not shared, and
+ * matching its checksum.  Writes a report (one line a problem, then a
+ * summary) to report.  0 when sound, -EIO with problems, -EBUSY when a
+ * daemon has it, -errno otherwise.
+ */
+int store_check(const char *dir, FILE *report);
 
 #endif
