@@ -26,6 +26,7 @@ struct chain {
 	char store_dir[96];
 	uint64_t size;
 	uint32_t chunk_size;
+	uint32_t cbt_keep; /* 0: the default */
 	enum durability durability;
 	struct backing b;
 	struct store *s;
@@ -52,7 +53,9 @@ static inline void chain_start(struct chain *ch)
 	cr_assert_eq(r, 0, "store_open: %s", err);
 	cr_assert_eq(snapshots_load(&ch->ss, ch->s, &ch->b, ch->durability), 0);
 	cr_assert_eq(uring_engine_create(&ch->io, 64), 0);
-	cr_assert_eq(cbt_create(&ch->cbt, ch->s, ch->b.size, 64), 0);
+	cr_assert_eq(cbt_create(&ch->cbt, ch->s, ch->b.size,
+				ch->cbt_keep ? ch->cbt_keep : 64),
+		     0);
 	cr_assert_eq(cow_create(&ch->c, &ch->b, ch->s, ch->io, ch->cbt,
 				snapshots_newest(ch->ss)),
 		     0);
