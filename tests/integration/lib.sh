@@ -112,7 +112,7 @@ stop_snapfs() {
 # kill9_snapfs MNT: kills the daemon and clears the dead mount.
 kill9_snapfs() {
 	local mnt=$1
-	kill -9 "$SNAPFS_PID"
+	kill -9 "$SNAPFS_PID" 2>/dev/null || true
 	wait "$SNAPFS_PID" 2>/dev/null || true
 	fusermount3 -u -z "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
 }
