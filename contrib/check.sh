@@ -13,7 +13,7 @@ top=$PWD
 # Formatting is part of the build's hygiene (.clang-format, kernel style).
 if command -v clang-format >/dev/null; then
 	clang-format --dry-run --Werror src/*.c include/snapfs/*.h \
-		tests/unit/*.c tests/unit/*.h
+		tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 fi
 
 passed=0
@@ -42,6 +42,17 @@ run_build build --enable-werror
 # LeakSanitizer runs too; Criterion's own runner is left out of it.
 ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	run_build build-san --enable-werror --enable-sanitizers
+
+# A few seconds of each libFuzzer target (options, control requests,
+# damaged stores); longer runs: make -C build fuzz-run FUZZ_SECONDS=3600
+if command -v clang >/dev/null; then
+	if make -C build fuzz-run FUZZ_SECONDS=5; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		status=1
+	fi
+fi
 
 echo "$passed passed, $failed failed"
 exit "$status"

@@ -10,6 +10,7 @@ PKGS=(
 	libsqlite3-dev					# the diff store's index
 	libcriterion-dev				# unit tests
 	fio e2fsprogs util-linux procps python3		# integration tests
+	clang						# libFuzzer targets
 )
 
 missing=()
