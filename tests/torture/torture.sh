@@ -26,7 +26,7 @@ IMG=$WORK/img
 MNT=$WORK/mnt
 STORE=$IMG.snapfs
 K=65536
-make_image "$IMG" 64M
+make_image "$IMG" 32M
 declare -A SUMS=() # uuid -> sha256 at creation
 
 start() {
@@ -43,7 +43,7 @@ for ((round = 1; round <= KILLS; round++)); do
 	register_pid "$W2"
 	for ((i = 0; i < RANDOM % 4 + 1; i++)); do
 		sleep "0.$((RANDOM % 4))"
-		if ((RANDOM % 3 == 0)) && ((${#SUMS[@]} > 0)); then
+		if ((${#SUMS[@]} >= 6 || (RANDOM % 3 == 0 && ${#SUMS[@]} > 0))); then
 			victim=$(printf '%s\n' "${!SUMS[@]}" | sort | head -1)
 			"$SNAPFSCTL" delete "$MNT" "$victim"
 			unset "SUMS[$victim]"
