@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs what is needed, builds snapfs twice (plain with -Werror, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer) and runs the whole test
-# suite on each.  Ends with one line "N passed, N failed".  Run as root:
+# AddressSanitizer + UndefinedBehaviorSanitizer and the fault points) and
+# runs the whole test suite on each, then a few seconds of each fuzzer.  Ends with one line "N passed, N failed".  Run as root:
 # the integration tests mount FUSE file systems and use loop devices.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +41,8 @@ run_build() { # DIR CONFIGURE-FLAGS...
 run_build build --enable-werror
 # LeakSanitizer runs too; Criterion's own runner is left out of it.
 ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	run_build build-san --enable-werror --enable-sanitizers
+	run_build build-san --enable-werror --enable-sanitizers \
+	--enable-fault-injection
 
 # A few seconds of each libFuzzer target (options, control requests,
 # damaged stores); longer runs: make -C build fuzz-run FUZZ_SECONDS=3600

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "snapfs/backing.h"
+#include "snapfs/fault.h"
 
 int backing_open(struct backing *b, const char *path, bool ro, char *err,
 		 size_t err_len)
@@ -109,6 +110,10 @@ err_close:
 
 int backing_sync(struct backing *b)
 {
+	int r = FAULT("backing.sync");
+
+	if (r)
+		return r < 0 ? r : -EIO;
 	return fdatasync(b->fd) < 0 ? -errno : 0;
 }
 

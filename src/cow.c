@@ -45,6 +45,7 @@
 #include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/crc32c.h"
+#include "snapfs/fault.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
 #include "snapfs/uring.h"
@@ -238,7 +239,8 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		ops[i] = (struct io_op){ .fd = c->b->fd,
 					 .buf = buf + i * c->cs,
 					 .len = len,
-					 .off = rows[i].chunk_idx * c->cs };
+					 .off = rows[i].chunk_idx * c->cs,
+					 .fault = "backing.read" };
 	}
 	r = uring_run(c->io, ops, (unsigned)k);
 	if (r) {
@@ -259,7 +261,8 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 					    .write = true,
 					    .buf = p,
 					    .len = c->cs,
-					    .off = (uint64_t)rows[i].data_off };
+					    .off = (uint64_t)rows[i].data_off,
+					    .fault = "data.write" };
 	}
 	if (!r && nw)
 		r = uring_run(c->io, ops, (unsigned)nw);
@@ -352,7 +355,9 @@ static size_t clip(const struct cow *c, size_t len, uint64_t off)
 
 ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off)
 {
-	struct io_op op = { .fd = c->b->fd, .buf = buf, .off = off };
+	struct io_op op = {
+		.fd = c->b->fd, .buf = buf, .off = off, .fault = "backing.read"
+	};
 	int r;
 
 	op.len = clip(c, len, off);
@@ -364,9 +369,11 @@ ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off)
 
 ssize_t cow_write_live(struct cow *c, const void *buf, size_t len, uint64_t off)
 {
-	struct io_op op = {
-		.fd = c->b->fd, .write = true, .buf = (void *)buf, .off = off
-	};
+	struct io_op op = { .fd = c->b->fd,
+			    .write = true,
+			    .buf = (void *)buf,
+			    .off = off,
+			    .fault = "backing.write" };
 	int r;
 
 	if (len && off >= c->size)
@@ -434,6 +441,8 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 		if (c->make_room(c->make_room_arg))
 			return -ENOSPC;
 	}
+	if (!r)
+		r = FAULT("backing.discard");
 	if (!r && fallocate(c->b->fd, mode, (off_t)off, (off_t)len) < 0) {
 		r = -errno;
 		/* Reads of the range must return zeros either way. */
@@ -503,7 +512,8 @@ static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
 			ops[nops++] = (struct io_op){ .fd = c->b->fd,
 						      .buf = buf + (a - off),
 						      .len = (size_t)(e - a),
-						      .off = a };
+						      .off = a,
+						      .fault = "backing.read" };
 			continue;
 		}
 		if (r)
@@ -516,7 +526,8 @@ static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
 		ops[nops++] = (struct io_op){ .fd = store_data_fd(c->s),
 					      .buf = tmp + ncopies * c->cs,
 					      .len = c->cs,
-					      .off = (uint64_t)row.data_off };
+					      .off = (uint64_t)row.data_off,
+					      .fault = "data.read" };
 		ncopies++;
 	}
 	r = uring_run(c->io, ops, (unsigned)nops);

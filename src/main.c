@@ -23,6 +23,7 @@
 #include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/ctl.h"
+#include "snapfs/fault.h"
 #include "snapfs/daemon.h"
 #include "snapfs/fs.h"
 #include "snapfs/log.h"
@@ -285,12 +286,22 @@ int main(int argc, char **argv)
 		if (d.opts.help)
 			usage(stdout);
 		else
-			printf("snapfs %s\n", PACKAGE_VERSION);
+			printf("snapfs %s%s\n", PACKAGE_VERSION,
+#ifdef SNAPFS_FAULT_INJECTION
+			       " (fault injection)"
+#else
+			       ""
+#endif
+			);
 		options_free(&d.opts);
 		return 0;
 	}
 	if (d.opts.debug)
 		log_set_level(LOG_LVL_DEBUG);
+	if (fault_init()) {
+		options_free(&d.opts);
+		return 1;
+	}
 	r = resolve_store(&d, err, sizeof(err));
 	if (!r)
 		r = check_mountpoint(d.opts.mountpoint, err, sizeof(err));

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "snapfs/crc32c.h"
+#include "snapfs/fault.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
 
@@ -808,6 +809,9 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 	for (struct commit_waiter *w = batch; w; w = w->next)
 		has_rows |= w->n > 0;
 	/* The data file holds new bytes only when rows come with them. */
+	r = has_rows ? FAULT("data.sync") : 0;
+	if (r)
+		return r < 0 ? r : -EIO;
 	if (s->durability == DURABILITY_FULL && has_rows &&
 	    fdatasync(s->data_fd) < 0) {
 		r = -errno;
@@ -847,6 +851,8 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 			sqlite3_reset(s->ins_word);
 		}
 	}
+	if (!r && (r = FAULT("index.commit")) > 0)
+		r = -EIO;
 	if (!r) {
 		rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
@@ -1081,6 +1087,8 @@ int store_add_snapshot(struct store *s, struct store_snapshot *snap)
 			"INSERT INTO generations(gen, opened_ns, reason) "
 			"VALUES(?, ?, 'snapshot')",
 			(int64_t)s->info.generation + 1, snap->created_ns);
+	if (!r && (r = FAULT("index.snapshot")) > 0)
+		r = -EIO;
 	if (r)
 		goto rollback;
 	r = db_exec(s->db, "COMMIT");
@@ -1218,6 +1226,11 @@ int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 	rc = sqlite3_step(snap);
 	if (rc != SQLITE_DONE) {
 		r = db_err(s->db, rc, "delete snapshot");
+		goto rollback;
+	}
+	r = FAULT("index.purge");
+	if (r) {
+		r = r < 0 ? r : -EIO;
 		goto rollback;
 	}
 	r = db_exec(s->db, "COMMIT");

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "snapfs/fault.h"
 #include "snapfs/log.h"
 #include "snapfs/uring.h"
 
@@ -200,11 +201,35 @@ static int run_slice(struct thread_ring *tr, struct io_op *ops, unsigned n)
 	return first_err;
 }
 
+/* An injected fault of one of ops: the batch fails as a whole, a torn
+ * transfer having moved half its bytes first. */
+static int injected_fault(struct io_op *ops, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		int r = ops[i].fault ? FAULT(ops[i].fault) : 0;
+
+		if (r == FAULT_SHORT) {
+			struct io_op half = ops[i];
+
+			half.len /= 2;
+			op_finish_sync(&half, 0);
+			return -EIO;
+		}
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 int uring_run(struct uring_engine *e, struct io_op *ops, unsigned n)
 {
 	struct thread_ring *tr;
 	int r = 0, first_err = 0;
 	unsigned i;
+
+	r = injected_fault(ops, n);
+	if (r)
+		return r;
 
 	/* A batch of one is one system call either way; made directly it
 	 * runs inline, where io_uring may hand a buffered transfer to a

@@ -18,6 +18,7 @@ struct io_op {
 	void *buf;
 	size_t len;
 	uint64_t off;
+	const char *fault; /* its fault point (fault.h), or NULL */
 };
 
 /* Creates an engine whose per-thread rings hold `depth` entries. 0 or
