@@ -26,6 +26,7 @@
 
 #include "snapfs/backing.h"
 #include "snapfs/fault.h"
+#include "snapfs/iolog.h"
 
 int backing_open(struct backing *b, const char *path, bool ro, char *err,
 		 size_t err_len)
@@ -114,6 +115,7 @@ int backing_sync(struct backing *b)
 
 	if (r)
 		return r < 0 ? r : -EIO;
+	iolog_sync(IOLOG_BACKING);
 	return fdatasync(b->fd) < 0 ? -errno : 0;
 }
 

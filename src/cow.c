@@ -46,6 +46,7 @@
 #include "snapfs/cow.h"
 #include "snapfs/crc32c.h"
 #include "snapfs/fault.h"
+#include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
 #include "snapfs/uring.h"
@@ -448,6 +449,8 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 		/* Reads of the range must return zeros either way. */
 		if (r == -EOPNOTSUPP || r == -EINVAL)
 			r = write_zeros(c, off, len);
+	} else if (!r) {
+		iolog_zero(IOLOG_BACKING, off, len);
 	}
 	pthread_rwlock_unlock(&c->instant);
 	return r;

@@ -24,6 +24,7 @@
 #include "snapfs/cow.h"
 #include "snapfs/ctl.h"
 #include "snapfs/fault.h"
+#include "snapfs/iolog.h"
 #include "snapfs/daemon.h"
 #include "snapfs/fs.h"
 #include "snapfs/log.h"
@@ -298,7 +299,7 @@ int main(int argc, char **argv)
 	}
 	if (d.opts.debug)
 		log_set_level(LOG_LVL_DEBUG);
-	if (fault_init()) {
+	if (fault_init() || iolog_init()) {
 		options_free(&d.opts);
 		return 1;
 	}

@@ -24,10 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "snapfs/backing.h"
 #include "snapfs/cbt.h"
 #include "snapfs/daemon.h"
+#include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/recovery.h"
 #include "snapfs/snapshot.h"
@@ -94,6 +96,11 @@ void recovery_at_clean_stop(struct daemon *d)
 {
 	char now[160];
 
+	/* The modification time recorded must be the one a power loss
+	 * leaves: sync the inode (fdatasync may not) before reading it. */
+	iolog_mark("clean stop");
+	if (fsync(d->backing.fd) < 0)
+		log_warn("recovery: fsync of the backing: %s", strerror(errno));
 	if (backing_stat(&d->backing)) {
 		log_warn("recovery: cannot stat the backing; the next mount "
 			 "will not detect offline changes");

@@ -27,6 +27,7 @@
 #include "snapfs/backing.h"
 #include "snapfs/cbt.h"
 #include "snapfs/cow.h"
+#include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
@@ -113,6 +114,14 @@ static int purge(struct snapshots *ss, int64_t seq)
 			live[nlive++] = ss->v[i].seq;
 	was_newest = newest_locked(ss) == seq;
 	newest_after = nlive ? live[nlive - 1] : 0;
+	at = index_of(ss, seq);
+	if (at >= 0) {
+		/* for the power-loss replay: from here on it may be gone */
+		char mark[48];
+
+		snprintf(mark, sizeof(mark), "deleting %s", ss->v[at].uuid);
+		iolog_mark(mark);
+	}
 	pthread_mutex_unlock(&ss->lock);
 
 	if (was_newest && ss->c)
@@ -267,6 +276,12 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 		ss->v[ss->n++] = e;
 		pthread_mutex_unlock(&ss->lock);
 		*out = e;
+		{
+			char mark[48];
+
+			snprintf(mark, sizeof(mark), "snapshot %s", e.uuid);
+			iolog_mark(mark);
+		}
 		log_info("snapshot: created %s (generation %llu)", e.uuid,
 			 (unsigned long long)e.generation);
 	} else {
@@ -294,6 +309,13 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 	pthread_mutex_unlock(&ss->lock);
 	if (r)
 		goto out;
+	{
+		/* for the power-loss replay: from here on it may be gone */
+		char mark[48];
+
+		snprintf(mark, sizeof(mark), "deleting %s", uuid);
+		iolog_mark(mark);
+	}
 	if (opens) {
 		r = store_mark_deleted(ss->s, seq);
 		if (!r) {

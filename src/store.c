@@ -43,6 +43,7 @@
 
 #include "snapfs/crc32c.h"
 #include "snapfs/fault.h"
+#include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
 
@@ -212,30 +213,6 @@ static int meta_set_u64(sqlite3 *db, const char *key, uint64_t v)
 	return meta_set(db, key, buf);
 }
 
-/* True when the directory holds no entry but . and .. */
-static bool dir_is_empty(int dir_fd)
-{
-	int fd = dup(dir_fd);
-	DIR *d;
-	struct dirent *e;
-	bool empty = true;
-
-	if (fd < 0)
-		return false;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return false;
-	}
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			empty = false;
-			break;
-		}
-	closedir(d);
-	return empty;
-}
-
 /* Builds "DIR/name" into buf. */
 static void path_in(const struct store *s, const char *name, char *buf,
 		    size_t len)
@@ -360,20 +337,209 @@ out:
 	return r;
 }
 
+#ifdef SNAPFS_FAULT_INJECTION
+/*
+ * The power-loss tests' SQLite VFS: the default one, with every write,
+ * truncation and sync of the index and its WAL recorded in the iolog
+ * (iolog.h).  Registered as the default VFS only when SNAPFS_IOLOG is set.
+ */
+struct logged_file {
+	sqlite3_file base;
+	enum iolog_file id;
+	sqlite3_file *real; /* allocated right after this struct */
+};
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs logged_vfs;
+
+#define REAL(f) (((struct logged_file *)(f))->real)
+
+static int lf_close(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xClose(REAL(f));
+}
+
+static int lf_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
+{
+	return REAL(f)->pMethods->xRead(REAL(f), buf, amt, off);
+}
+
+static int lf_write(sqlite3_file *f, const void *buf, int amt,
+		    sqlite3_int64 off)
+{
+	int rc = REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
+
+	if (rc == SQLITE_OK)
+		iolog_write(((struct logged_file *)f)->id, (uint64_t)off, buf,
+			    (size_t)amt);
+	return rc;
+}
+
+static int lf_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+	int rc = REAL(f)->pMethods->xTruncate(REAL(f), size);
+
+	if (rc == SQLITE_OK)
+		iolog_truncate(((struct logged_file *)f)->id, (uint64_t)size);
+	return rc;
+}
+
+static int lf_sync(sqlite3_file *f, int flags)
+{
+	iolog_sync(((struct logged_file *)f)->id);
+	return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+
+static int lf_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+	return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+
+static int lf_lock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+
+static int lf_unlock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+
+static int lf_check_reserved(sqlite3_file *f, int *out)
+{
+	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+
+static int lf_file_control(sqlite3_file *f, int op, void *arg)
+{
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+
+static int lf_sector_size(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+
+static int lf_device_characteristics(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+
+static int lf_shm_map(sqlite3_file *f, int pg, int sz, int extend,
+		      void volatile **p)
+{
+	return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, extend, p);
+}
+
+static int lf_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+
+static void lf_shm_barrier(sqlite3_file *f)
+{
+	REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+
+static int lf_shm_unmap(sqlite3_file *f, int del)
+{
+	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+
+static const sqlite3_io_methods logged_methods = {
+	.iVersion = 2,
+	.xClose = lf_close,
+	.xRead = lf_read,
+	.xWrite = lf_write,
+	.xTruncate = lf_truncate,
+	.xSync = lf_sync,
+	.xFileSize = lf_file_size,
+	.xLock = lf_lock,
+	.xUnlock = lf_unlock,
+	.xCheckReservedLock = lf_check_reserved,
+	.xFileControl = lf_file_control,
+	.xSectorSize = lf_sector_size,
+	.xDeviceCharacteristics = lf_device_characteristics,
+	.xShmMap = lf_shm_map,
+	.xShmLock = lf_shm_lock,
+	.xShmBarrier = lf_shm_barrier,
+	.xShmUnmap = lf_shm_unmap,
+};
+
+static bool ends_with(const char *s, const char *tail)
+{
+	size_t a = strlen(s), b = strlen(tail);
+
+	return a >= b && !strcmp(s + a - b, tail);
+}
+
+static int lf_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
+		   int flags, int *out_flags)
+{
+	struct logged_file *l = (struct logged_file *)f;
+	int rc;
+
+	(void)vfs;
+	l->real = (sqlite3_file *)(l + 1);
+	rc = real_vfs->xOpen(real_vfs, name, l->real, flags, out_flags);
+	if (rc != SQLITE_OK) {
+		l->base.pMethods = NULL;
+		return rc;
+	}
+	l->id = !name			  ? IOLOG_OTHER
+		: ends_with(name, "-wal") ? IOLOG_WAL
+		: ends_with(name, ".db") || ends_with(name, ".db.new")
+			? IOLOG_INDEX
+			: IOLOG_OTHER;
+	l->base.pMethods = &logged_methods;
+	return SQLITE_OK;
+}
+
+static int lf_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+{
+	int rc = real_vfs->xDelete(real_vfs, name, sync_dir);
+
+	(void)vfs;
+	if (rc == SQLITE_OK && ends_with(name, "-wal"))
+		iolog_truncate(IOLOG_WAL, 0);
+	return rc;
+}
+
+static void logged_vfs_register(void)
+{
+	real_vfs = sqlite3_vfs_find(NULL);
+	logged_vfs = *real_vfs;
+	logged_vfs.zName = "snapfs-iolog";
+	logged_vfs.szOsFile =
+		(int)sizeof(struct logged_file) + real_vfs->szOsFile;
+	logged_vfs.xOpen = lf_open;
+	logged_vfs.xDelete = lf_delete;
+	logged_vfs.pNext = NULL;
+	sqlite3_vfs_register(&logged_vfs, 1);
+}
+
+static void store_iolog_setup(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (getenv("SNAPFS_IOLOG"))
+		pthread_once(&once, logged_vfs_register);
+}
+#else
+static void store_iolog_setup(void)
+{
+}
+#endif
+
 /* Opens the write and read connections and prepares hot statements. */
 static int store_connect(struct store *s, char *err, size_t err_len)
 {
 	char path[4096 + 32];
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-		    SQLITE_OPEN_NOMUTEX;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 	int rc, r;
 
+	store_iolog_setup();
 	path_in(s, "index.db", path, sizeof(path));
-	/* SQLite gives its journal files the mode of the database file:
-	 * create it 0600 first so that the whole store stays private. */
-	r = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (r >= 0)
-		close(r);
 	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
 	if (rc != SQLITE_OK)
 		goto err_db;
@@ -430,9 +596,11 @@ static int store_prepare(struct store *s)
 	return 0;
 }
 
-/* Writes a new store's schema and parameters. */
-static int store_init_schema(struct store *s, const struct store_config *cfg)
+/* Writes a new store's schema and parameters through db. */
+static int store_init_schema(struct store *s, sqlite3 *db,
+			     const struct store_config *cfg)
 {
+	char sql[128];
 	int r;
 
 	s->info.chunk_size =
@@ -440,46 +608,131 @@ static int store_init_schema(struct store *s, const struct store_config *cfg)
 	s->info.cbt_block_size = cfg->cbt_block_size
 					 ? cfg->cbt_block_size
 					 : OPT_DEFAULT_CBT_BLOCK_SIZE;
-	r = db_exec(s->db, "BEGIN");
+	r = db_exec(db, "BEGIN");
 	if (r)
 		return r;
-	r = db_exec(s->db, schema);
+	r = db_exec(db, schema);
 	if (!r)
-		r = meta_set_u64(s->db, "format", STORE_FORMAT);
+		r = meta_set_u64(db, "format", STORE_FORMAT);
 	if (!r)
-		r = meta_set(s->db, "backing_id", cfg->backing_id);
+		r = meta_set(db, "backing_id", cfg->backing_id);
 	if (!r)
-		r = meta_set_u64(s->db, "image_size", cfg->image_size);
+		r = meta_set_u64(db, "image_size", cfg->image_size);
 	if (!r)
-		r = meta_set_u64(s->db, "chunk_size", s->info.chunk_size);
+		r = meta_set_u64(db, "chunk_size", s->info.chunk_size);
 	if (!r)
-		r = meta_set_u64(s->db, "cbt_block_size",
-				 s->info.cbt_block_size);
+		r = meta_set_u64(db, "cbt_block_size", s->info.cbt_block_size);
 	if (!r)
-		r = meta_set_u64(s->db, "generation", 1);
+		r = meta_set_u64(db, "generation", 1);
 	if (!r)
-		r = meta_set_u64(s->db, "clean", 1);
+		r = meta_set_u64(db, "clean", 1);
 	if (!r)
-		r = meta_set_u64(s->db, "created_ns", (uint64_t)now_ns());
+		r = meta_set_u64(db, "created_ns", (uint64_t)now_ns());
 	if (!r) {
-		char sql[128];
-
 		snprintf(sql, sizeof(sql),
 			 "INSERT INTO generations(gen, opened_ns, reason) "
 			 "VALUES(1, %lld, 'first mount')",
 			 (long long)now_ns());
-		r = db_exec(s->db, sql);
+		r = db_exec(db, sql);
 	}
 	if (r) {
-		db_exec(s->db, "ROLLBACK");
+		db_exec(db, "ROLLBACK");
 		return r;
 	}
-	r = db_exec(s->db, "COMMIT");
-	/* The parameters must be readable by the immutable check of the
-	 * next open, which ignores the WAL. */
-	if (!r)
-		r = db_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)");
-	return r;
+	return db_exec(db, "COMMIT");
+}
+
+/* Names of a store whose creation was cut off (nothing else in it). */
+static const char *const unfinished_names[] = { "index.db.new",
+						"index.db.new-journal", "data",
+						NULL };
+
+/*
+ * True when the store directory holds nothing, or only what an
+ * interrupted creation leaves (no index.db yet), which is removed.
+ */
+static bool store_dir_fresh(struct store *s)
+{
+	int fd = dup(s->dir_fd);
+	bool fresh = true, leftovers = false;
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0)
+		return false;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	while ((e = readdir(d))) {
+		bool known = false;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		for (int i = 0; unfinished_names[i]; i++)
+			known |= !strcmp(e->d_name, unfinished_names[i]);
+		if (!known) {
+			fresh = false;
+			break;
+		}
+		leftovers = true;
+	}
+	closedir(d);
+	if (fresh && leftovers) {
+		log_warn("store %s: finishing a creation that was cut off",
+			 s->dir);
+		for (int i = 0; unfinished_names[i]; i++)
+			unlinkat(s->dir_fd, unfinished_names[i], 0);
+	}
+	return fresh;
+}
+
+/*
+ * Creates a new store's files so that a crash at any moment leaves either
+ * no store or a whole one: the index is built as index.db.new (committed,
+ * synced) and renamed into place only after the data file exists, then
+ * the directory is synced.
+ */
+static int store_create_files(struct store *s, const struct store_config *cfg,
+			      char *err, size_t err_len)
+{
+	char tmp[4200], path[4200];
+	sqlite3 *db = NULL;
+	int fd, r;
+
+	path_in(s, "index.db.new", tmp, sizeof(tmp));
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	store_iolog_setup();
+	r = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK
+		    ? store_init_schema(s, db, cfg)
+		    : -EIO;
+	sqlite3_close(db);
+	if (r) {
+		snprintf(err, err_len, "store %s: cannot create index", s->dir);
+		return r;
+	}
+	path_in(s, "data", path, sizeof(path));
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || fsync(fd) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "store %s: data file: %s", s->dir,
+			 strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	close(fd);
+	path_in(s, "index.db", path, sizeof(path));
+	if (rename(tmp, path) < 0 || fsync(s->dir_fd) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "store %s: %s", s->dir, strerror(-r));
+		return r;
+	}
+	iolog_mark("store created");
+	return 0;
 }
 
 /* Marks slot i used or free; slot_lock held. */
@@ -613,35 +866,29 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 	r = store_open_dir(s, &made_dir, err, err_len);
 	if (r)
 		goto err_dir;
-	fresh = made_dir || dir_is_empty(s->dir_fd);
-	if (!fresh) {
+	fresh = made_dir || store_dir_fresh(s);
+	if (fresh) {
+		fchmod(s->dir_fd, 0700);
+		r = store_create_files(s, cfg, err, err_len);
+		if (r)
+			goto err_made;
+		s->info.created = true;
+	} else {
 		r = store_validate(s, cfg, err, err_len);
 		if (r)
 			goto err_dir;
 	}
 	path_in(s, "data", path, sizeof(path));
-	s->data_fd =
-		open(path, O_RDWR | O_CLOEXEC | (fresh ? O_CREAT : 0), 0600);
+	s->data_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (s->data_fd < 0) {
 		r = -errno;
 		snprintf(err, err_len, "store %s: data file: %s", s->dir,
 			 strerror(-r));
 		goto err_made;
 	}
-	if (fresh)
-		fchmod(s->dir_fd, 0700);
 	r = store_connect(s, err, err_len);
 	if (r)
 		goto err_made;
-	if (fresh) {
-		r = store_init_schema(s, cfg);
-		if (r) {
-			snprintf(err, err_len, "store %s: cannot create index",
-				 s->dir);
-			goto err_made;
-		}
-		s->info.created = true;
-	}
 	r = store_prepare(s);
 	if (r) {
 		snprintf(err, err_len, "store %s: index damaged", s->dir);
@@ -687,8 +934,10 @@ void store_close(struct store *s, bool clean)
 	if (!s)
 		return;
 	if (s->db && clean) {
-		if (s->durability == DURABILITY_FULL && s->data_fd >= 0)
+		if (s->durability == DURABILITY_FULL && s->data_fd >= 0) {
+			iolog_sync(IOLOG_DATA);
 			fdatasync(s->data_fd);
+		}
 		if (meta_set_u64(s->db, "clean", 1))
 			log_error("store: could not record a clean shutdown");
 	}
@@ -791,10 +1040,14 @@ static void slots_release(struct store *s, const int64_t *offs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (fallocate(s->data_fd,
 			      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      offs[i], s->info.chunk_size) < 0 &&
-		    errno != EOPNOTSUPP)
-			log_warn("store: punch slot at %lld: %s",
-				 (long long)offs[i], strerror(errno));
+			      offs[i], s->info.chunk_size) < 0) {
+			if (errno != EOPNOTSUPP)
+				log_warn("store: punch slot at %lld: %s",
+					 (long long)offs[i], strerror(errno));
+		} else {
+			iolog_zero(IOLOG_DATA, (uint64_t)offs[i],
+				   s->info.chunk_size);
+		}
 		store_slot_free(s, offs[i]);
 	}
 }
@@ -812,6 +1065,8 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 	r = has_rows ? FAULT("data.sync") : 0;
 	if (r)
 		return r < 0 ? r : -EIO;
+	if (s->durability == DURABILITY_FULL && has_rows)
+		iolog_sync(IOLOG_DATA);
 	if (s->durability == DURABILITY_FULL && has_rows &&
 	    fdatasync(s->data_fd) < 0) {
 		r = -errno;

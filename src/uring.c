@@ -22,9 +22,11 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "snapfs/fault.h"
+#include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/uring.h"
 
@@ -221,15 +223,38 @@ static int injected_fault(struct io_op *ops, unsigned n)
 	return 0;
 }
 
+static int uring_run_batch(struct uring_engine *e, struct io_op *ops,
+			   unsigned n);
+
+/* Records the completed writes of a batch in the power-loss log. */
+static void log_writes(const struct io_op *ops, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ops[i].write && ops[i].fault)
+			iolog_write(strcmp(ops[i].fault, "data.write")
+					    ? IOLOG_BACKING
+					    : IOLOG_DATA,
+				    ops[i].off, ops[i].buf, ops[i].len);
+}
+
 int uring_run(struct uring_engine *e, struct io_op *ops, unsigned n)
+{
+	int r = injected_fault(ops, n);
+
+	if (r)
+		return r;
+	r = uring_run_batch(e, ops, n);
+	if (!r)
+		log_writes(ops, n);
+	return r;
+}
+
+static int uring_run_batch(struct uring_engine *e, struct io_op *ops,
+			   unsigned n)
 {
 	struct thread_ring *tr;
 	int r = 0, first_err = 0;
 	unsigned i;
-
-	r = injected_fault(ops, n);
-	if (r)
-		return r;
 
 	/* A batch of one is one system call either way; made directly it
 	 * runs inline, where io_uring may hand a buffered transfer to a
