@@ -346,6 +346,29 @@ static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len)
 	return r;
 }
 
+/*
+ * Takes instant shared and prepares a change of [off, off+len).  When the
+ * store is full and on_full=drop-oldest, lets go of the lock, has a
+ * snapshot dropped and tries again.  Returns with instant held, 0 or
+ * -errno.
+ */
+static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len)
+{
+	int r;
+
+	for (;;) {
+		pthread_rwlock_rdlock(&c->instant);
+		r = cow_prepare_change(c, off, len);
+		if (r != -ENOSPC || !c->make_room)
+			return r;
+		pthread_rwlock_unlock(&c->instant);
+		if (c->make_room(c->make_room_arg)) {
+			pthread_rwlock_rdlock(&c->instant);
+			return -ENOSPC;
+		}
+	}
+}
+
 /* Clips [off, off+len) to the image; returns the new length. */
 static size_t clip(const struct cow *c, size_t len, uint64_t off)
 {
@@ -382,15 +405,7 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len, uint64_t off)
 	op.len = clip(c, len, off);
 	if (!op.len)
 		return 0;
-	for (;;) {
-		pthread_rwlock_rdlock(&c->instant);
-		r = cow_prepare_change(c, off, op.len);
-		if (r != -ENOSPC || !c->make_room)
-			break;
-		pthread_rwlock_unlock(&c->instant);
-		if (c->make_room(c->make_room_arg))
-			return -ENOSPC;
-	}
+	r = cow_begin_change(c, off, op.len);
 	if (!r)
 		r = uring_run(c->io, &op, 1);
 	pthread_rwlock_unlock(&c->instant);
@@ -414,7 +429,8 @@ static int write_zeros(struct cow *c, uint64_t off, uint64_t len)
 				    .write = true,
 				    .buf = z,
 				    .len = len < piece ? (size_t)len : piece,
-				    .off = off };
+				    .off = off,
+				    .fault = "backing.write" };
 
 		r = uring_run(c->io, &op, 1);
 		off += op.len;
@@ -433,17 +449,9 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 	len = clip(c, len, off);
 	if (!len)
 		return 0;
-	for (;;) {
-		pthread_rwlock_rdlock(&c->instant);
-		r = cow_prepare_change(c, off, len);
-		if (r != -ENOSPC || !c->make_room)
-			break;
-		pthread_rwlock_unlock(&c->instant);
-		if (c->make_room(c->make_room_arg))
-			return -ENOSPC;
-	}
-	if (!r)
-		r = FAULT("backing.discard");
+	r = cow_begin_change(c, off, len);
+	if (!r && (r = FAULT("backing.discard")) > 0)
+		r = -EIO;
 	if (!r && fallocate(c->b->fd, mode, (off_t)off, (off_t)len) < 0) {
 		r = -errno;
 		/* Reads of the range must return zeros either way. */
