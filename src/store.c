@@ -252,6 +252,22 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 		r = -EIO;
 		goto out;
 	}
+	/* Damage first: a damaged index must not be judged by its rows. */
+	rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		snprintf(buf, sizeof(buf), "%s",
+			 rc == SQLITE_ROW
+				 ? (const char *)sqlite3_column_text(st, 0)
+				 : sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_ROW || strcmp(buf, "ok")) {
+		snprintf(err, err_len, "store %s: index damaged: %s", s->dir,
+			 rc == SQLITE_OK ? "check failed" : buf);
+		r = -EIO;
+		goto out;
+	}
 	if (meta_get_u64(db, "format", &v)) {
 		snprintf(err, err_len, "store %s: index damaged: %s", s->dir,
 			 sqlite3_errmsg(db));
@@ -298,21 +314,6 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 		goto out;
 	}
 	s->info.cbt_block_size = (uint32_t)v;
-	rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		snprintf(buf, sizeof(buf), "%s",
-			 rc == SQLITE_ROW
-				 ? (const char *)sqlite3_column_text(st, 0)
-				 : sqlite3_errmsg(db));
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_ROW || strcmp(buf, "ok")) {
-		snprintf(err, err_len, "store %s: index damaged: %s", s->dir,
-			 rc == SQLITE_OK ? "check failed" : buf);
-		r = -EIO;
-		goto out;
-	}
 	rc = sqlite3_prepare_v2(db, "SELECT max(data_off) FROM chunks", -1, &st,
 				NULL);
 	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
@@ -923,6 +924,11 @@ err_dir:
 	store_close(s, false);
 	if (made_dir)
 		rmdir(cfg->dir);
+	/* SQLite's reports span lines, damaged rows hold anything: the
+	 * user gets one printable line. */
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 	return r;
 err_free:
 	free(s);

@@ -149,6 +149,41 @@ Test(store, a_damaged_index_is_refused_at_open)
 	cr_assert_eq(dir_sum("s"), before);
 }
 
+Test(store, damage_inside_the_index_is_reported_on_one_line)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct store_snapshot snap = { .size = 1 << 20 };
+	struct store *s;
+	char err[512], path[160];
+	FILE *f;
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 40; i++) {
+		snprintf(snap.uuid, sizeof(snap.uuid), "uuid-%d", i);
+		cr_assert_eq(store_add_snapshot(s, &snap), 0);
+	}
+	store_close(s, true);
+	/* flip the first cell pointer of every page but the first: SQLite's
+	 * check then reports "*** in database main ***" and more lines */
+	snprintf(path, sizeof(path), "%s/index.db", c.dir);
+	f = fopen(path, "r+");
+	cr_assert_not_null(f);
+	for (long pg = 1; pg < 12; pg++) {
+		int ch;
+
+		fseek(f, pg * 4096 + 8, SEEK_SET);
+		ch = fgetc(f);
+		if (ch == EOF)
+			break;
+		fseek(f, pg * 4096 + 8, SEEK_SET);
+		fputc(ch ^ 0xff, f);
+	}
+	fclose(f);
+	cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_null(strchr(err, '\n'), "'%s' spans lines", err);
+	cr_assert_not_null(strstr(err, "damaged"), "%s", err);
+}
+
 Test(store, a_directory_with_foreign_files_is_not_taken_over)
 {
 	struct store_config c = config("s", 0, 1 << 20, "file:1:2");
