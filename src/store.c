@@ -766,24 +766,42 @@ static int slot_set(struct store *s, uint64_t i, bool used)
 	return 0;
 }
 
-/* Rebuilds the slot map from the index: a slot is used iff a row names it. */
+/*
+ * Rebuilds the slot map from the index: a slot is used iff a row names
+ * it.  A row naming a place outside the data file, unaligned, or taken
+ * by another row is damage: -EIO.
+ */
 static int store_load_slots(struct store *s)
 {
-	sqlite3_stmt *st;
+	uint64_t cs = s->info.chunk_size;
+	struct stat st;
+	sqlite3_stmt *st_rows;
 	int rc, r = 0;
 
+	if (fstat(s->data_fd, &st) < 0)
+		return -errno;
 	rc = sqlite3_prepare_v2(
 		s->db, "SELECT data_off FROM chunks WHERE data_off IS NOT NULL",
-		-1, &st, NULL);
+		-1, &st_rows, NULL);
 	if (rc != SQLITE_OK)
 		return db_err(s->db, rc, "prepare slot scan");
-	while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		r = slot_set(s,
-			     (uint64_t)sqlite3_column_int64(st, 0) /
-				     s->info.chunk_size,
-			     true);
-	sqlite3_finalize(st);
-	if (!r && rc != SQLITE_DONE)
+	while (!r && (rc = sqlite3_step(st_rows)) == SQLITE_ROW) {
+		int64_t off = sqlite3_column_int64(st_rows, 0);
+		uint64_t i = (uint64_t)off / cs;
+
+		if (off < 0 || (uint64_t)off % cs ||
+		    (uint64_t)off + cs > (uint64_t)st.st_size ||
+		    (i < s->nslots && (s->slot_used[i / 64] >> (i % 64) & 1))) {
+			log_error("store: a chunk row names data offset %lld, "
+				  "outside the data file, unaligned or shared",
+				  (long long)off);
+			r = -EIO;
+			break;
+		}
+		r = slot_set(s, i, true);
+	}
+	sqlite3_finalize(st_rows);
+	if (!r && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		r = db_err(s->db, rc, "slot scan");
 	return r;
 }
@@ -905,10 +923,17 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 	}
 	s->info.prev_clean = v != 0;
 	r = store_load_slots(s);
-	if (!r)
-		r = meta_set_u64(s->db, "clean", 0);
 	if (r) {
-		snprintf(err, err_len, "store %s: cannot read index", s->dir);
+		snprintf(err, err_len,
+			 "store %s: index damaged (a preserved chunk lies "
+			 "outside "
+			 "the data file)",
+			 s->dir);
+		goto err_made;
+	}
+	r = meta_set_u64(s->db, "clean", 0);
+	if (r) {
+		snprintf(err, err_len, "store %s: cannot write index", s->dir);
 		goto err_made;
 	}
 	if (!s->info.prev_clean)

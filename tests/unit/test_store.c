@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,36 @@ Test(store, damage_inside_the_index_is_reported_on_one_line)
 	cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0);
 	cr_assert_null(strchr(err, '\n'), "'%s' spans lines", err);
 	cr_assert_not_null(strstr(err, "damaged"), "%s", err);
+}
+
+Test(store, a_row_pointing_outside_the_data_file_is_damage)
+{
+	static const char *const bad[] = { "-65536", "123", "1099511627776" };
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct chunk_row row = { 1, 1, -1, 0 };
+	char err[512], path[160], sql[128];
+	struct store *s;
+	sqlite3 *db;
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_eq(store_slot_alloc(s, &row.data_off), 0);
+	cr_assert_eq(pwrite(store_data_fd(s), "x", 1, 4095), 1);
+	cr_assert_eq(store_commit_chunks(s, &row, 1), 0);
+	store_close(s, true);
+	snprintf(path, sizeof(path), "%s/index.db", c.dir);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+		snprintf(sql, sizeof(sql), "UPDATE chunks SET data_off=%s",
+			 bad[i]);
+		cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL),
+			     SQLITE_OK);
+		sqlite3_close(db);
+		err[0] = '\0';
+		cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0,
+			      "data_off %s accepted", bad[i]);
+		cr_assert_not_null(strstr(err, "damaged"), "%s", err);
+		cr_assert_null(strchr(err, '\n'));
+	}
 }
 
 Test(store, a_directory_with_foreign_files_is_not_taken_over)
