@@ -1253,41 +1253,34 @@ out:
 	return r;
 }
 
-int store_list_snapshots(struct store *s, struct store_snapshot **out,
-			 size_t *n)
+/*
+ * Runs a query and collects one element of elem bytes a row, filled by
+ * fill; db_lock taken.  Caller frees *out.
+ */
+static int list_rows(struct store *s, const char *sql, size_t elem,
+		     void (*fill)(sqlite3_stmt *st, void *e), void **out,
+		     size_t *n)
 {
-	struct store_snapshot *v = NULL;
 	size_t cnt = 0, cap = 0;
+	char *v = NULL;
 	sqlite3_stmt *st;
 	int rc, r = 0;
 
 	pthread_mutex_lock(&s->db_lock);
-	rc = sqlite3_prepare_v2(s->db,
-				"SELECT seq, uuid, created_ns, generation, "
-				"size, deleted FROM snapshots ORDER BY seq",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		r = db_err(s->db, rc, "prepare snapshot list");
+		r = db_err(s->db, rc, sql);
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct store_snapshot *e;
-
-		r = grow(&v, &cap, cnt, sizeof(*v));
+		r = grow(&v, &cap, cnt, elem);
 		if (r)
 			break;
-		e = &v[cnt++];
-		memset(e, 0, sizeof(*e));
-		e->seq = sqlite3_column_int64(st, 0);
-		snprintf(e->uuid, sizeof(e->uuid), "%s",
-			 (const char *)sqlite3_column_text(st, 1));
-		e->created_ns = sqlite3_column_int64(st, 2);
-		e->generation = (uint64_t)sqlite3_column_int64(st, 3);
-		e->size = (uint64_t)sqlite3_column_int64(st, 4);
-		e->deleted = sqlite3_column_int(st, 5) != 0;
+		memset(v + cnt * elem, 0, elem);
+		fill(st, v + cnt++ * elem);
 	}
 	if (!r && rc != SQLITE_DONE)
-		r = db_err(s->db, rc, "snapshot list");
+		r = db_err(s->db, rc, sql);
 	sqlite3_finalize(st);
 out:
 	pthread_mutex_unlock(&s->db_lock);
@@ -1298,6 +1291,28 @@ out:
 	*out = v;
 	*n = cnt;
 	return 0;
+}
+
+static void fill_snapshot(sqlite3_stmt *st, void *elem)
+{
+	struct store_snapshot *e = elem;
+
+	e->seq = sqlite3_column_int64(st, 0);
+	snprintf(e->uuid, sizeof(e->uuid), "%s",
+		 (const char *)sqlite3_column_text(st, 1));
+	e->created_ns = sqlite3_column_int64(st, 2);
+	e->generation = (uint64_t)sqlite3_column_int64(st, 3);
+	e->size = (uint64_t)sqlite3_column_int64(st, 4);
+	e->deleted = sqlite3_column_int(st, 5) != 0;
+}
+
+int store_list_snapshots(struct store *s, struct store_snapshot **out,
+			 size_t *n)
+{
+	return list_rows(s,
+			 "SELECT seq, uuid, created_ns, generation, size, "
+			 "deleted FROM snapshots ORDER BY seq",
+			 sizeof(**out), fill_snapshot, (void **)out, n);
 }
 
 /* Runs sql with an optional text first and one number; db_lock held. */
@@ -1689,54 +1704,28 @@ out:
 	return r;
 }
 
+static void fill_generation(sqlite3_stmt *st, void *elem)
+{
+	struct store_generation *g = elem;
+
+	g->gen = (uint64_t)sqlite3_column_int64(st, 0);
+	g->opened_ns = sqlite3_column_int64(st, 1);
+	snprintf(g->closed_by, sizeof(g->closed_by), "%s",
+		 (const char *)sqlite3_column_text(st, 2));
+	snprintf(g->reason, sizeof(g->reason), "%s",
+		 (const char *)sqlite3_column_text(st, 3));
+	snprintf(g->widened, sizeof(g->widened), "%s",
+		 (const char *)sqlite3_column_text(st, 4));
+	g->dropped = sqlite3_column_int(st, 5) != 0;
+}
+
 int store_list_generations(struct store *s, struct store_generation **out,
 			   size_t *n)
 {
-	struct store_generation *v = NULL;
-	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *st;
-	int rc, r = 0;
-
-	pthread_mutex_lock(&s->db_lock);
-	rc = sqlite3_prepare_v2(
-		s->db,
-		"SELECT gen, opened_ns, closed_by, reason, "
-		"widened, dropped FROM generations ORDER BY gen",
-		-1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = db_err(s->db, rc, "prepare generation list");
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct store_generation *g;
-
-		r = grow(&v, &cap, cnt, sizeof(*v));
-		if (r)
-			break;
-		g = &v[cnt++];
-		memset(g, 0, sizeof(*g));
-		g->gen = (uint64_t)sqlite3_column_int64(st, 0);
-		g->opened_ns = sqlite3_column_int64(st, 1);
-		snprintf(g->closed_by, sizeof(g->closed_by), "%s",
-			 (const char *)sqlite3_column_text(st, 2));
-		snprintf(g->reason, sizeof(g->reason), "%s",
-			 (const char *)sqlite3_column_text(st, 3));
-		snprintf(g->widened, sizeof(g->widened), "%s",
-			 (const char *)sqlite3_column_text(st, 4));
-		g->dropped = sqlite3_column_int(st, 5) != 0;
-	}
-	if (!r && rc != SQLITE_DONE)
-		r = db_err(s->db, rc, "generation list");
-	sqlite3_finalize(st);
-out:
-	pthread_mutex_unlock(&s->db_lock);
-	if (r) {
-		free(v);
-		return r;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
+	return list_rows(s,
+			 "SELECT gen, opened_ns, closed_by, reason, widened, "
+			 "dropped FROM generations ORDER BY gen",
+			 sizeof(**out), fill_generation, (void **)out, n);
 }
 
 int store_widen_generation(struct store *s, uint64_t gen, const char *reason)
