@@ -2,43 +2,82 @@
 /*
  * cbt.c - changed-block tracking.
  *
- * Owns the bitmap of the open generation in memory (one bit per
- * cbt_block_size block) and the rules of generations; the store keeps
- * every generation's words (table cbt) and their metadata.
+ * Owns the bitmap of the open generation (one bit per cbt_block_size
+ * block) and the rules of generations; the store keeps every closed
+ * generation's words (table cbt) and their metadata.
  *
- * Crash rule: a block's bit is recorded in the store before any write to
- * the block is issued to the backing.  The write path asks cbt_collect for
- * the bits it would set that are not set yet, commits them (with the
- * preservation of the same write when there is one, else alone; both go
- * through the store's group commit), sets them in memory with cbt_apply,
- * and only then writes.  A later write to the block finds its bit set and
- * costs nothing.  Two writers may both record the same bit: harmless, the
- * store ORs.  So after kill -9 or power loss (durability=full) the bitmaps
- * cover every write that may have landed.
+ * The open generation's bits live in `cbt.map` in the store directory,
+ * mapped shared: setting a bit is a store to memory that is already in
+ * the page cache, so it survives kill -9 without a system call.  A power
+ * loss may lose it, so under durability=full the write path first records
+ * a write intent, md-style: the first new bit in a region of
+ * CBT_REGION_WORDS words (1024 blocks, 64 MiB at the default block size)
+ * commits the whole region as ones to the store, through the group
+ * commit (with the preservation of the same write when there is one).
+ * Later writes into the region cost only the memory store.  At every
+ * generation close and clean stop the exact bits replace the regions in
+ * the store ("seal").
+ *
+ * Crash rule: before any write to a block is issued to the backing its
+ * bit is set in the map and, under durability=full, its region's intent
+ * is durable.  So at the next mount:
+ *   - after a clean stop the store's words are exact;
+ *   - after kill -9 (same boot: the page cache, and so the map, survived)
+ *     the map is exact;
+ *   - after a power loss the store's words (exact as sealed, plus whole
+ *     regions written since) or'ed with what survived of the map cover
+ *     every write that may have landed: over-reporting by at most the
+ *     regions written since the last seal, never missing a block.
+ *   (durability=process records no intents: recovery.c widens the open
+ *   generation after a power loss.)
  *
  * Readers of the open generation see every bit of every write that has
  * returned, because bits are set before the write is issued.  Closed
  * generations never change and are rendered from the store.
  *
- * Locking: the open bitmap's words are updated with atomic OR; the open
- * generation changes only with the chain quiesced (no write in flight).
+ * Locking: bits and region flags are updated with atomic OR; the open
+ * generation changes, and seals run, only with the chain quiesced (no
+ * write in flight) or before requests are served.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "snapfs/cbt.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
 
+#define MAP_NAME "cbt.map"
+#define MAP_MAGIC 0x50414d5442434653ull /* "SFCBTMAP" */
+#define MAP_HEADER 4096
+
+enum { REGION_INTENT = 1, REGION_DIRTY = 2 };
+
+/* The first page of cbt.map; the words follow it. */
+struct map_header {
+	uint64_t magic;
+	uint64_t gen;
+	uint64_t nblocks;
+	uint32_t block_size;
+	uint32_t pad;
+};
+
 struct cbt {
 	struct store *s;
 	uint32_t bs;
 	uint64_t nblocks;
-	uint64_t *open_bits;
+	struct map_header *map; /* cbt.map, MAP_SHARED */
+	size_t map_len;
+	uint64_t *open_bits; /* the map's words */
+	uint8_t *region; /* REGION_* per CBT_REGION_WORDS words */
 	uint64_t open_gen;
 	bool open_widened;
+	bool durable; /* durability=full: intents before writes */
 	uint32_t keep;
 };
 
@@ -47,12 +86,25 @@ static size_t nwords(const struct cbt *c)
 	return (size_t)((c->nblocks + 63) / 64);
 }
 
+static size_t nregions(const struct cbt *c)
+{
+	return (nwords(c) + CBT_REGION_WORDS - 1) / CBT_REGION_WORDS;
+}
+
+/* The valid bits of word w (the last word may be partial). */
+static uint64_t word_mask(const struct cbt *c, uint64_t w)
+{
+	uint64_t tail = c->nblocks - w * 64;
+
+	return tail >= 64 ? ~0ull : (1ull << tail) - 1;
+}
+
 static int load_word(void *arg, uint64_t word, uint64_t bits)
 {
 	struct cbt *c = arg;
 
 	if (word < nwords(c))
-		c->open_bits[word] |= bits;
+		c->open_bits[word] |= bits & word_mask(c, word);
 	return 0;
 }
 
@@ -67,10 +119,60 @@ static int gen_state(struct cbt *c, uint64_t gen, bool *widened)
 	return r;
 }
 
+/* Maps cbt.map, sized for this image; *valid tells whether it already
+ * held this image's bits of generation gen. */
+static int map_open(struct cbt *c, uint64_t gen, bool *valid)
+{
+	char path[4096];
+	struct stat st;
+	void *m;
+	int fd, r = 0;
+
+	c->map_len = MAP_HEADER + ((nwords(c) * 8 + 4095) & ~(size_t)4095);
+	snprintf(path, sizeof(path), "%s/%s", store_dir(c->s), MAP_NAME);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	*valid = (size_t)st.st_size == c->map_len;
+	if (!*valid && ftruncate(fd, 0) < 0)
+		r = -errno;
+	if (!r && !*valid && ftruncate(fd, (off_t)c->map_len) < 0)
+		r = -errno;
+	if (r)
+		goto out;
+	m = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		r = -errno;
+		goto out;
+	}
+	c->map = m;
+	c->open_bits = (uint64_t *)((char *)m + MAP_HEADER);
+	*valid = *valid && c->map->magic == MAP_MAGIC && c->map->gen == gen &&
+		 c->map->nblocks == c->nblocks && c->map->block_size == c->bs;
+out:
+	if (r)
+		log_error("cbt: %s: %s", path, strerror(-r));
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* Makes the map generation gen's, keeping its words. */
+static void map_stamp(struct cbt *c, uint64_t gen)
+{
+	c->map->magic = MAP_MAGIC;
+	c->map->gen = gen;
+	c->map->nblocks = c->nblocks;
+	c->map->block_size = c->bs;
+}
+
 int cbt_create(struct cbt **out, struct store *s, uint64_t image_size,
-	       uint32_t keep)
+	       uint32_t keep, bool durable, bool same_boot)
 {
 	struct cbt *c = calloc(1, sizeof(*c));
+	bool clean = store_info(s)->prev_clean, valid = false;
 	int r;
 
 	if (!c)
@@ -79,29 +181,86 @@ int cbt_create(struct cbt **out, struct store *s, uint64_t image_size,
 	c->bs = store_info(s)->cbt_block_size;
 	c->nblocks = (image_size + c->bs - 1) / c->bs;
 	c->keep = keep;
+	c->durable = durable;
 	c->open_gen = store_info(s)->generation;
-	c->open_bits = calloc(nwords(c), sizeof(uint64_t));
-	if (!c->open_bits) {
-		free(c);
-		return -ENOMEM;
+	c->region = calloc(nregions(c) ? nregions(c) : 1, 1);
+	r = c->region ? map_open(c, c->open_gen, &valid) : -ENOMEM;
+	if (r)
+		goto fail;
+	/* Which record to believe: see the crash rule above. */
+	if (clean || !same_boot || !valid) {
+		if (clean || !valid)
+			memset(c->open_bits, 0, nwords(c) * 8);
+		r = store_for_each_cbt_word(s, c->open_gen, load_word, c);
 	}
-	r = store_for_each_cbt_word(s, c->open_gen, load_word, c);
+	map_stamp(c, c->open_gen);
 	if (!r)
 		r = gen_state(c, c->open_gen, &c->open_widened);
-	if (r) {
-		cbt_destroy(c);
-		return r;
+	if (!r && !clean) {
+		/* Leave the store exact again: intents of the crashed run
+		 * may be wider than what the map says. */
+		memset(c->region, REGION_DIRTY, nregions(c));
+		r = cbt_seal(c);
 	}
+	if (r)
+		goto fail;
 	*out = c;
 	return 0;
+fail:
+	cbt_destroy(c);
+	return r;
 }
 
 void cbt_destroy(struct cbt *c)
 {
 	if (!c)
 		return;
-	free(c->open_bits);
+	if (c->map)
+		munmap(c->map, c->map_len);
+	free(c->region);
 	free(c);
+}
+
+int cbt_seal(struct cbt *c)
+{
+	size_t nr = 0, nw = 0, cap = 0;
+	uint64_t *ranges = NULL;
+	struct cbt_word *w = NULL;
+	int r = 0;
+
+	for (size_t i = 0; i < nregions(c); i++)
+		cap += (c->region[i] & (REGION_DIRTY | REGION_INTENT)) != 0;
+	if (!cap)
+		return 0;
+	ranges = malloc(cap * 2 * sizeof(*ranges));
+	w = malloc(cap * CBT_REGION_WORDS * sizeof(*w));
+	if (!ranges || !w) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nregions(c); i++) {
+		uint64_t lo = i * CBT_REGION_WORDS, hi = lo + CBT_REGION_WORDS;
+
+		if (!(c->region[i] & (REGION_DIRTY | REGION_INTENT)))
+			continue;
+		if (hi > nwords(c))
+			hi = nwords(c);
+		ranges[2 * nr] = lo;
+		ranges[2 * nr++ + 1] = hi - 1;
+		for (uint64_t k = lo; k < hi; k++)
+			w[nw++] = (struct cbt_word){ .word = k,
+						     .bits = c->open_bits[k] };
+	}
+	r = store_replace_cbt_words(c->s, c->open_gen, ranges, nr, w, nw);
+	if (!r)
+		memset(c->region, 0, nregions(c));
+out:
+	if (r)
+		log_error("cbt: record generation %llu: %s",
+			  (unsigned long long)c->open_gen, strerror(-r));
+	free(ranges);
+	free(w);
+	return r;
 }
 
 uint64_t cbt_nblocks(const struct cbt *c)
@@ -124,44 +283,74 @@ uint64_t cbt_open_generation(const struct cbt *c)
 	return c->open_gen;
 }
 
+/* Appends w to the list (*v, *n) that starts in inline storage of
+ * inline_cap words. */
+static int push_word(struct cbt_word **v, size_t *n, size_t *cap,
+		     struct cbt_word *inl, struct cbt_word w)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap * 2;
+		struct cbt_word *nv = malloc(ncap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		memcpy(nv, *v, *n * sizeof(*nv));
+		if (*v != inl)
+			free(*v);
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = w;
+	return 0;
+}
+
 int cbt_collect(struct cbt *c, uint64_t off, uint64_t len,
 		struct cbt_pending *p)
 {
-	uint64_t first = off / c->bs, last, w0, w1;
-	size_t cap;
+	uint64_t first = off / c->bs, last, w0, w1, last_region = UINT64_MAX;
+	size_t cap_set = sizeof(p->inline_set) / sizeof(p->inline_set[0]);
+	size_t cap_words = sizeof(p->inline_words) / sizeof(p->inline_words[0]);
+	int r = 0;
 
-	p->gen = c->open_gen;
-	p->n = 0;
-	p->committed = false;
+	*p = (struct cbt_pending){ .gen = c->open_gen };
 	p->words = p->inline_words;
-	if (!len || first >= c->nblocks)
+	p->set = p->inline_set;
+	if (!len || first >= c->nblocks || c->open_widened)
 		return 0;
 	last = (off + len - 1) / c->bs;
 	if (last >= c->nblocks)
 		last = c->nblocks - 1;
 	w0 = first / 64;
 	w1 = last / 64;
-	cap = (size_t)(w1 - w0 + 1);
-	if (cap > sizeof(p->inline_words) / sizeof(p->inline_words[0])) {
-		p->words = malloc(cap * sizeof(*p->words));
-		if (!p->words) {
-			p->words = p->inline_words;
-			return -ENOMEM;
-		}
-	}
-	for (uint64_t w = w0; w <= w1; w++) {
+	for (uint64_t w = w0; w <= w1 && !r; w++) {
 		uint64_t lo = w == w0 ? first % 64 : 0;
 		uint64_t hi = w == w1 ? last % 64 : 63;
 		uint64_t mask = (hi == 63 ? ~0ull : (1ull << (hi + 1)) - 1) &
 				~((1ull << lo) - 1);
 		uint64_t have =
 			__atomic_load_n(&c->open_bits[w], __ATOMIC_ACQUIRE);
+		uint64_t reg = w / CBT_REGION_WORDS;
 
-		if (mask & ~have)
-			p->words[p->n++] =
-				(struct cbt_word){ .word = w, .bits = mask };
+		if (!(mask & ~have))
+			continue;
+		r = push_word(&p->set, &p->nset, &cap_set, p->inline_set,
+			      (struct cbt_word){ .word = w, .bits = mask });
+		if (r || !c->durable || reg == last_region ||
+		    (__atomic_load_n(&c->region[reg], __ATOMIC_ACQUIRE) &
+		     REGION_INTENT))
+			continue;
+		last_region = reg;
+		for (uint64_t k = reg * CBT_REGION_WORDS;
+		     k < (reg + 1) * CBT_REGION_WORDS && k < nwords(c) && !r;
+		     k++)
+			r = push_word(
+				&p->words, &p->n, &cap_words, p->inline_words,
+				(struct cbt_word){ .word = k,
+						   .bits = word_mask(c, k) });
 	}
-	return 0;
+	if (r)
+		cbt_pending_free(p);
+	return r;
 }
 
 void cbt_apply(struct cbt *c, const struct cbt_pending *p)
@@ -169,16 +358,26 @@ void cbt_apply(struct cbt *c, const struct cbt_pending *p)
 	if (p->gen != c->open_gen)
 		return;
 	for (size_t i = 0; i < p->n; i++)
-		__atomic_fetch_or(&c->open_bits[p->words[i].word],
-				  p->words[i].bits, __ATOMIC_RELEASE);
+		__atomic_fetch_or(
+			&c->region[p->words[i].word / CBT_REGION_WORDS],
+			REGION_INTENT, __ATOMIC_RELEASE);
+	for (size_t i = 0; i < p->nset; i++) {
+		__atomic_fetch_or(&c->open_bits[p->set[i].word], p->set[i].bits,
+				  __ATOMIC_RELEASE);
+		__atomic_fetch_or(&c->region[p->set[i].word / CBT_REGION_WORDS],
+				  REGION_DIRTY, __ATOMIC_RELEASE);
+	}
 }
 
 void cbt_pending_free(struct cbt_pending *p)
 {
 	if (p->words != p->inline_words)
 		free(p->words);
+	if (p->set != p->inline_set)
+		free(p->set);
 	p->words = p->inline_words;
-	p->n = 0;
+	p->set = p->inline_set;
+	p->n = p->nset = 0;
 }
 
 int cbt_next_generation(struct cbt *c)
@@ -190,6 +389,8 @@ int cbt_next_generation(struct cbt *c)
 	c->open_gen = store_info(c->s)->generation;
 	c->open_widened = false;
 	memset(c->open_bits, 0, nwords(c) * sizeof(uint64_t));
+	memset(c->region, 0, nregions(c));
+	map_stamp(c, c->open_gen);
 	r = store_list_generations(c->s, &v, &n);
 	if (r)
 		return r;

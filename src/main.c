@@ -211,7 +211,9 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 		r = uring_engine_create(&d->io, URING_DEPTH);
 	if (!r)
 		r = cbt_create(&d->cbt, d->store, d->backing.size,
-			       d->opts.cbt_keep);
+			       d->opts.cbt_keep,
+			       d->opts.durability == DURABILITY_FULL,
+			       recovery_same_boot(d->store));
 	if (!r)
 		r = cow_create(&d->cow, &d->backing, d->store, d->io, d->cbt,
 			       snapshots_newest(d->snaps));
@@ -254,7 +256,7 @@ static void daemon_stop(struct daemon *d, bool clean)
 {
 	ctl_stop(d->ctl);
 	fs_unmount(d->fs);
-	if (d->cow && clean && cow_flush(d->cow))
+	if (d->cow && clean && (cow_flush(d->cow) || cbt_seal(d->cbt)))
 		clean = false;
 	if (d->cow && clean)
 		recovery_at_clean_stop(d);

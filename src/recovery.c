@@ -12,10 +12,13 @@
  *   instant and are dropped, and the open generation becomes all ones.
  *   (A size change is refused earlier, as bad input; a block device
  *   cannot be told, so nothing is assumed.)
- * - Unclean stop under durability=process: bits were committed without
- *   syncs and a machine crash may have lost some, so the open generation
- *   becomes all ones.  Under durability=full nothing is widened: every
- *   bit was durable before its write was issued.
+ * - Unclean stop: `run_boot_id` (the kernel's boot id at mount) tells a
+ *   crash of the daemon (same boot: the page cache, with cbt.map and
+ *   whatever was written without a sync, survived) from a crash of the
+ *   machine.  After a machine crash under durability=process bits may be
+ *   lost, so the open generation becomes all ones.  Under durability=full
+ *   nothing is widened: every bit's write intent was durable before its
+ *   write was issued (cbt.c).
  *
  * Both are recorded as events and in the generation's metadata, which
  * `snapfsctl status` shows.
@@ -34,6 +37,29 @@
 #include "snapfs/recovery.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
+
+/* The kernel's boot id, or "" when it cannot be read. */
+static void boot_id(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+	buf[0] = '\0';
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			buf[0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		fclose(f);
+	}
+}
+
+bool recovery_same_boot(struct store *s)
+{
+	char recorded[64] = "", now[64];
+
+	store_get_meta(s, "run_boot_id", recorded, sizeof(recorded));
+	boot_id(now, sizeof(now));
+	return now[0] && !strcmp(recorded, now);
+}
 
 static void backing_stamp(const struct backing *b, char *buf, size_t len)
 {
@@ -72,18 +98,22 @@ int recovery_at_mount(struct daemon *d)
 			"generation %llu widened",
 			recorded, now, n,
 			(unsigned long long)cbt_open_generation(d->cbt));
-	} else if (!si->prev_clean && !strcmp(dur, "process")) {
-		r = cbt_widen(d->cbt, "widened after an unclean stop "
+	} else if (!si->prev_clean && !strcmp(dur, "process") &&
+		   !recovery_same_boot(d->store)) {
+		r = cbt_widen(d->cbt, "widened after a machine crash "
 				      "(durability=process)");
 		if (r)
 			return r;
 		store_add_event(
 			d->store, "widened",
 			"generation %llu widened: the last run "
-			"(durability=process) did not stop cleanly",
+			"(durability=process) ended in a machine crash",
 			(unsigned long long)cbt_open_generation(d->cbt));
 	}
-	r = store_set_meta(d->store, "backing_mtime", "");
+	boot_id(now, sizeof(now));
+	r = store_set_meta(d->store, "run_boot_id", now);
+	if (!r)
+		r = store_set_meta(d->store, "backing_mtime", "");
 	if (!r)
 		r = store_set_meta(d->store, "run_durability",
 				   d->opts.durability == DURABILITY_FULL

@@ -258,6 +258,8 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 	row.created_ns = now_ns();
 	r = ss->durability == DURABILITY_FULL ? backing_sync(ss->b) : 0;
 	if (!r)
+		r = cbt_seal(ss->cbt);
+	if (!r)
 		r = store_add_snapshot(ss->s, &row);
 	if (!r)
 		r = cow_set_newest(ss->c, row.seq);

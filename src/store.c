@@ -1083,6 +1083,20 @@ static void slots_release(struct store *s, const int64_t *offs, size_t n)
 	}
 }
 
+/* ORs one bitmap word into generation gen's; db_lock held. */
+static int insert_word(struct store *s, uint64_t gen, const struct cbt_word *w)
+{
+	int rc, r;
+
+	sqlite3_bind_int64(s->ins_word, 1, (int64_t)gen);
+	sqlite3_bind_int64(s->ins_word, 2, (int64_t)w->word);
+	sqlite3_bind_int64(s->ins_word, 3, (int64_t)w->bits);
+	rc = sqlite3_step(s->ins_word);
+	r = rc == SQLITE_DONE ? 0 : db_err(s->db, rc, "insert bitmap word");
+	sqlite3_reset(s->ins_word);
+	return r;
+}
+
 /* Inserts and commits a group of waiters' rows; db_lock held. */
 static int commit_batch(struct store *s, struct commit_waiter *batch)
 {
@@ -1125,17 +1139,8 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 				r = db_err(s->db, rc, "insert chunk");
 			sqlite3_reset(s->ins_chunk);
 		}
-		for (size_t i = 0; i < w->nwords && !r; i++) {
-			sqlite3_bind_int64(s->ins_word, 1, (int64_t)w->gen);
-			sqlite3_bind_int64(s->ins_word, 2,
-					   (int64_t)w->words[i].word);
-			sqlite3_bind_int64(s->ins_word, 3,
-					   (int64_t)w->words[i].bits);
-			rc = sqlite3_step(s->ins_word);
-			if (rc != SQLITE_DONE)
-				r = db_err(s->db, rc, "insert bitmap word");
-			sqlite3_reset(s->ins_word);
-		}
+		for (size_t i = 0; i < w->nwords && !r; i++)
+			r = insert_word(s, w->gen, &w->words[i]);
 	}
 	if (!r && (r = FAULT("index.commit")) > 0)
 		r = -EIO;
@@ -1758,6 +1763,46 @@ int store_drop_generation(struct store *s, uint64_t gen)
 		r = db_exec(s->db, "COMMIT");
 	if (r && !sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_replace_cbt_words(struct store *s, uint64_t gen,
+			    const uint64_t *ranges, size_t nranges,
+			    const struct cbt_word *words, size_t nwords)
+{
+	sqlite3_stmt *del = NULL;
+	int rc, r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	if (!r) {
+		rc = sqlite3_prepare_v2(s->db,
+					"DELETE FROM cbt WHERE gen=?1 AND "
+					"word BETWEEN ?2 AND ?3",
+					-1, &del, NULL);
+		if (rc != SQLITE_OK)
+			r = db_err(s->db, rc, "prepare bitmap replace");
+	}
+	for (size_t i = 0; i < nranges && !r; i++) {
+		sqlite3_bind_int64(del, 1, (int64_t)gen);
+		sqlite3_bind_int64(del, 2, (int64_t)ranges[2 * i]);
+		sqlite3_bind_int64(del, 3, (int64_t)ranges[2 * i + 1]);
+		rc = sqlite3_step(del);
+		if (rc != SQLITE_DONE)
+			r = db_err(s->db, rc, "delete bitmap words");
+		sqlite3_reset(del);
+	}
+	for (size_t i = 0; i < nwords && !r; i++)
+		if (words[i].bits)
+			r = insert_word(s, gen, &words[i]);
+	if (!r && (r = FAULT("index.commit")) > 0)
+		r = -EIO;
+	if (!r)
+		r = db_exec(s->db, "COMMIT");
+	if (r && !sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_finalize(del);
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }

@@ -14,19 +14,34 @@
 
 struct cbt;
 
-/* New bits a write must record before it reaches the backing. */
+/* Words per write-intent region: 1024 blocks, 64 MiB at the default
+ * cbt_block_size.  After a power loss the open generation may over-report
+ * by the regions written since it was last sealed. */
+#define CBT_REGION_WORDS 16
+
+/* What a write must do before it reaches the backing: record words
+ * (whole regions' write intents; none under durability=process or when
+ * the regions are recorded already) durably, then set the exact bits set
+ * with cbt_apply. */
 struct cbt_pending {
 	uint64_t gen;
-	struct cbt_word *words;
+	struct cbt_word *words; /* to record (store_commit) */
 	size_t n;
-	bool committed; /* recorded with a preservation's commit */
-	struct cbt_word inline_words[8];
+	struct cbt_word *set; /* to set in the open bitmap */
+	size_t nset;
+	bool committed; /* words recorded with a preservation's commit */
+	struct cbt_word inline_words[2 * CBT_REGION_WORDS];
+	struct cbt_word inline_set[4];
 };
 
-/* Loads the open generation's bitmap from the store.  keep: closed
- * generations kept (cbt_keep).  0 or -errno. */
+/*
+ * Loads the open generation's bitmap: from the store after a clean stop,
+ * from cbt.map after a crash on the same boot, from both after a power
+ * loss (see cbt.c).  keep: closed generations kept (cbt_keep); durable:
+ * durability=full (record write intents).  0 or -errno.
+ */
 int cbt_create(struct cbt **out, struct store *s, uint64_t image_size,
-	       uint32_t keep);
+	       uint32_t keep, bool durable, bool same_boot);
 
 void cbt_destroy(struct cbt *c);
 
@@ -40,9 +55,9 @@ uint64_t cbt_open_generation(const struct cbt *c);
 
 /*
  * Fills p with the bits of [off, off+len) not yet set in the open
- * generation (p->n 0 when there are none).  Caller holds the chain's
- * instant shared, records p (store_commit), calls cbt_apply, then writes.
- * 0 or -ENOMEM; free with cbt_pending_free.
+ * generation and the intents they need recorded first.  Caller holds the
+ * chain's instant shared, records p->words if p->n (store_commit), calls
+ * cbt_apply, then writes.  0 or -ENOMEM; free with cbt_pending_free.
  */
 int cbt_collect(struct cbt *c, uint64_t off, uint64_t len,
 		struct cbt_pending *p);
@@ -51,6 +66,11 @@ int cbt_collect(struct cbt *c, uint64_t off, uint64_t len,
 void cbt_apply(struct cbt *c, const struct cbt_pending *p);
 
 void cbt_pending_free(struct cbt_pending *p);
+
+/* Makes the store's record of the open generation exact (replacing
+ * write intents); before a generation closes and at a clean stop, with
+ * no write in flight.  0 or -errno. */
+int cbt_seal(struct cbt *c);
 
 /* Closes the open generation and opens the store's next one (after
  * store_add_snapshot, chain quiesced); drops closed bitmaps beyond

@@ -6,16 +6,23 @@
 #ifndef SNAPFS_RECOVERY_H
 #define SNAPFS_RECOVERY_H
 
+#include <stdbool.h>
+
 struct daemon;
+struct store;
 
 /*
  * Runs once the store, snapshots and change tracking are loaded: an
  * offline change of the backing drops the snapshots and widens the open
- * generation; an unclean stop under durability=process widens it.  Then
+ * generation; a machine crash under durability=process widens it.  Then
  * forgets the last stop's record, so a crash of this run cannot pass for
  * a clean one.  0 or -errno.
  */
 int recovery_at_mount(struct daemon *d);
+
+/* Whether the last run was on this boot of the kernel (so a crash of it
+ * left the page cache intact). */
+bool recovery_same_boot(struct store *s);
 
 /* Records the backing as it is after the final flush of a clean stop. */
 void recovery_at_clean_stop(struct daemon *d);

@@ -123,6 +123,15 @@ int store_commit(struct store *s, const struct chunk_row *rows, size_t n,
 int store_commit_chunks(struct store *s, const struct chunk_row *rows,
 			size_t n);
 
+/*
+ * Replaces generation gen's recorded words inside the inclusive word
+ * ranges (ranges[2i]..ranges[2i+1], nranges pairs) with words (zero
+ * words are left out), in one transaction, durable as commits are.
+ */
+int store_replace_cbt_words(struct store *s, uint64_t gen,
+			    const uint64_t *ranges, size_t nranges,
+			    const struct cbt_word *words, size_t nwords);
+
 /* Calls fn for every recorded word of generation gen's bitmap. */
 int store_for_each_cbt_word(struct store *s, uint64_t gen,
 			    int (*fn)(void *arg, uint64_t word, uint64_t bits),

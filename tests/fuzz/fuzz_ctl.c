@@ -50,7 +50,7 @@ static void setup(void)
 	if (store_open(&d.store, &sc, err, sizeof(err)) ||
 	    snapshots_load(&d.snaps, d.store, &d.backing, DURABILITY_PROCESS) ||
 	    uring_engine_create(&d.io, 8) ||
-	    cbt_create(&d.cbt, d.store, d.backing.size, 4) ||
+	    cbt_create(&d.cbt, d.store, d.backing.size, 4, true, true) ||
 	    cow_create(&d.cow, &d.backing, d.store, d.io, d.cbt, 0))
 		abort();
 	snapshots_attach(d.snaps, d.cow, d.cbt);

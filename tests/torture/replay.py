@@ -17,6 +17,7 @@ differs from it.
 import hashlib
 import os
 import random
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -124,6 +125,13 @@ def main():
             if chk.returncode:
                 raise SystemExit(f"cut {cut}: store check failed:\n"
                                  f"{chk.stdout}")
+            # a power loss means a new boot: the daemon must not take
+            # what it finds for a crash it survived (cbt.map is gone too)
+            db = sqlite3.connect(os.path.join(store, "index.db"))
+            db.execute("UPDATE meta SET value='another-boot' "
+                       "WHERE key='run_boot_id'")
+            db.commit()
+            db.close()
         errlog = open(os.path.join(os.path.dirname(log), "replay-daemon.log"),
                       "w")
         d = subprocess.Popen([snapfs, "-f", "-o", f"store={store}", image, mnt],

@@ -28,6 +28,7 @@ struct chain {
 	uint32_t chunk_size;
 	uint32_t cbt_keep; /* 0: the default */
 	enum durability durability;
+	bool power_loss; /* the next chain_start follows a machine crash */
 	struct backing b;
 	struct store *s;
 	struct uring_engine *io;
@@ -54,8 +55,11 @@ static inline void chain_start(struct chain *ch)
 	cr_assert_eq(snapshots_load(&ch->ss, ch->s, &ch->b, ch->durability), 0);
 	cr_assert_eq(uring_engine_create(&ch->io, 64), 0);
 	cr_assert_eq(cbt_create(&ch->cbt, ch->s, ch->b.size,
-				ch->cbt_keep ? ch->cbt_keep : 64),
+				ch->cbt_keep ? ch->cbt_keep : 64,
+				ch->durability == DURABILITY_FULL,
+				!ch->power_loss),
 		     0);
+	ch->power_loss = false;
 	cr_assert_eq(cow_create(&ch->c, &ch->b, ch->s, ch->io, ch->cbt,
 				snapshots_newest(ch->ss)),
 		     0);
@@ -64,6 +68,8 @@ static inline void chain_start(struct chain *ch)
 
 static inline void chain_stop(struct chain *ch, bool clean)
 {
+	if (clean)
+		cr_assert_eq(cbt_seal(ch->cbt), 0);
 	cow_destroy(ch->c);
 	cbt_destroy(ch->cbt);
 	snapshots_free(ch->ss);
