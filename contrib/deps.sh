@@ -11,6 +11,7 @@ PKGS=(
 	libcriterion-dev				# unit tests
 	fio e2fsprogs util-linux procps python3		# integration tests
 	clang						# libFuzzer targets
+	jq gnuplot-nox					# make bench
 )
 
 missing=()

@@ -48,6 +48,7 @@
 #include "snapfs/fault.h"
 #include "snapfs/iolog.h"
 #include "snapfs/log.h"
+#include "snapfs/scratch.h"
 #include "snapfs/store.h"
 #include "snapfs/uring.h"
 
@@ -227,7 +228,7 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 							.data_off = -1 };
 	if (!k)
 		goto out;
-	buf = aligned_alloc(4096, k * (size_t)c->cs);
+	buf = scratch_get(SCRATCH_CHUNKS, k * (size_t)c->cs);
 	if (!buf) {
 		r = -ENOMEM;
 		goto out;
@@ -293,7 +294,7 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	__atomic_fetch_add(&c->preserved_count, k, __ATOMIC_RELAXED);
 out:
 	stripes_unlock(c, &set);
-	free(buf);
+	scratch_put(SCRATCH_CHUNKS, buf);
 	return r;
 }
 
@@ -487,21 +488,25 @@ static int check_copy(struct cow *c, const struct chunk_row *row,
 	return -EIO;
 }
 
-/* One window of a snapshot read: chunks first..last, all locked. */
+/*
+ * One window of a snapshot read: chunks first..last, all locked.  Runs of
+ * chunks read from the backing become one read; a preserved copy lands
+ * straight in buf when the request covers its whole chunk, else (the
+ * window's first and last chunk only) in scratch, and is checked before
+ * its bytes are used.
+ */
 static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
 				uint64_t off, uint64_t end, uint64_t first,
 				uint64_t last)
 {
 	struct io_op ops[COW_BATCH_CHUNKS];
 	struct chunk_row rows[COW_BATCH_CHUNKS];
+	unsigned char *dst[COW_BATCH_CHUNKS];
 	unsigned char *tmp = NULL;
-	size_t nops = 0, ncopies = 0, i;
+	size_t nops = 0, ncopies = 0, ntmp = 0, i;
 	uint64_t ch;
 	int r = 0;
 
-	tmp = malloc((size_t)(last - first + 1) * c->cs);
-	if (!tmp)
-		return -ENOMEM;
 	for (ch = first; ch <= last; ch++) {
 		uint64_t cstart = ch * c->cs;
 		uint64_t a = cstart > off ? cstart : off;
@@ -533,30 +538,38 @@ static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
 			memset(buf + (a - off), 0, (size_t)(e - a));
 			continue;
 		}
+		if (a == cstart && e - a == c->cs) {
+			dst[ncopies] = buf + (a - off);
+		} else {
+			if (!tmp)
+				tmp = scratch_get(SCRATCH_CHUNKS, 2 * c->cs);
+			if (!tmp) {
+				r = -ENOMEM;
+				goto out;
+			}
+			dst[ncopies] = tmp + ntmp++ * c->cs;
+		}
 		rows[ncopies] = row;
 		ops[nops++] = (struct io_op){ .fd = store_data_fd(c->s),
-					      .buf = tmp + ncopies * c->cs,
+					      .buf = dst[ncopies],
 					      .len = c->cs,
 					      .off = (uint64_t)row.data_off,
 					      .fault = "data.read" };
 		ncopies++;
 	}
 	r = uring_run(c->io, ops, (unsigned)nops);
-	if (r)
-		goto out;
-	for (i = 0; i < ncopies; i++) {
+	for (i = 0; i < ncopies && !r; i++) {
 		uint64_t cstart = rows[i].chunk_idx * c->cs;
 		uint64_t a = cstart > off ? cstart : off;
 		uint64_t e = cstart + c->cs < end ? cstart + c->cs : end;
 
-		r = check_copy(c, &rows[i], tmp + i * c->cs);
-		if (r)
-			goto out;
-		memcpy(buf + (a - off), tmp + i * c->cs + (a - cstart),
-		       (size_t)(e - a));
+		r = check_copy(c, &rows[i], dst[i]);
+		if (!r && dst[i] != buf + (a - off))
+			memcpy(buf + (a - off), dst[i] + (a - cstart),
+			       (size_t)(e - a));
 	}
 out:
-	free(tmp);
+	scratch_put(SCRATCH_CHUNKS, tmp);
 	return r;
 }
 

@@ -45,6 +45,7 @@
 #include "snapfs/daemon.h"
 #include "snapfs/fs.h"
 #include "snapfs/log.h"
+#include "snapfs/scratch.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/tree.h"
 
@@ -334,7 +335,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (size > FS_MAX_IO)
 		size = FS_MAX_IO;
-	buf = malloc(size ? size : 1);
+	buf = scratch_get(SCRATCH_REPLY, size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -353,7 +354,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+	scratch_put(SCRATCH_REPLY, buf);
 }
 
 static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
@@ -769,9 +770,12 @@ int fs_loop(struct fs *fs)
 
 	if (!cfg)
 		return -ENOMEM;
+	/* 16 workers serve a queue depth of 16 at once (libfuse's default
+	 * is 10); each costs up to 1 MiB of receive buffer and its scratch
+	 * buffers (scratch.c), which bounds the daemon's memory. */
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	fuse_loop_cfg_set_max_threads(cfg, 64);
-	fuse_loop_cfg_set_idle_threads(cfg, 16);
+	fuse_loop_cfg_set_max_threads(cfg, FS_WORKERS);
+	fuse_loop_cfg_set_idle_threads(cfg, FS_WORKERS);
 	r = fuse_session_loop_mt(fs->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return r < 0 ? r : 0;

@@ -29,6 +29,7 @@
 #include "snapfs/fs.h"
 #include "snapfs/log.h"
 #include "snapfs/recovery.h"
+#include "snapfs/scratch.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
 #include "snapfs/uring.h"
@@ -279,6 +280,7 @@ int main(int argc, char **argv)
 	int notify_fd = -1, r;
 
 	d.backing.fd = -1;
+	scratch_init();
 	r = options_parse_argv(&d.opts, argc, argv, err, sizeof(err));
 	if (r) {
 		fprintf(stderr, "snapfs: %s\n", err);

@@ -11,6 +11,9 @@ struct fs;
 /* The largest read or write one request carries. */
 #define FS_MAX_IO (1u << 20)
 
+/* Worker threads serving requests. */
+#define FS_WORKERS 16
+
 /* Creates the session and mounts it on d->opts.mountpoint; installs the
  * SIGTERM/SIGINT/SIGHUP handlers that end the loop.  0 or -errno with a
  * logged reason. */
