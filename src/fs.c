@@ -13,7 +13,12 @@
  * writer made them), but live.img keeps its page cache between opens
  * (every change goes through this mount) and snapshot images, which never
  * change, keep theirs too.  live.img is opened with parallel direct writes
- * so that O_DIRECT writers at a queue depth really run in parallel.
+ * so that O_DIRECT writers at a queue depth really run in parallel, and an
+ * O_DIRECT open of it gets FOPEN_DIRECT_IO when the kernel takes
+ * FUSE_DIRECT_IO_ALLOW_MMAP (6.6 and later): its requests skip the page
+ * cache's bookkeeping entirely, and the kernel still drops cached pages
+ * a direct write overwrites, so buffered readers never see stale data.
+ * Buffered opens keep the page cache: readahead for small reads, mmap.
  *
  * The root directory answers getxattr("user.snapfs.store") with the store
  * directory, where snapfsctl finds the control socket.
@@ -22,8 +27,9 @@
  * "security.capability" before every write (a whole extra round trip)
  * unless the daemon takes over privilege removal with
  * FUSE_HANDLE_KILLPRIV_V2, which also marks the superblock SB_NOSEC.
- * libfuse 3.14 cannot request that flag, so the session's I/O is wrapped
- * (fuse_session_custom_io) and the flag added to the INIT reply.  It is
+ * libfuse 3.14 cannot request that flag (nor FUSE_DIRECT_IO_ALLOW_MMAP),
+ * so the session's I/O is wrapped (fuse_session_custom_io) and the flags
+ * added to the INIT reply.  KILLPRIV_V2 is
  * correct here: no file of the tree can carry set-id bits or file
  * capabilities (chmod and setxattr are refused), so there is never a
  * privilege to remove.
@@ -52,6 +58,11 @@
 #ifndef FOPEN_PARALLEL_DIRECT_WRITES
 #define FOPEN_PARALLEL_DIRECT_WRITES (1 << 6)
 #endif
+#ifndef FOPEN_DIRECT_IO
+#define FOPEN_DIRECT_IO (1 << 0)
+#endif
+/* flags2 bit of FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36, protocol 7.39) */
+#define INIT2_DIRECT_IO_ALLOW_MMAP (1u << 4)
 #ifndef FOPEN_KEEP_CACHE
 #define FOPEN_KEEP_CACHE (1 << 1)
 #endif
@@ -74,6 +85,8 @@ struct fs {
 	bool mounted;
 	uint64_t init_unique; /* the INIT request, until answered */
 	bool kernel_killpriv_v2; /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
+	bool kernel_dio_mmap; /* ... and FUSE_DIRECT_IO_ALLOW_MMAP */
+	bool dio_mmap; /* FUSE_DIRECT_IO_ALLOW_MMAP is on */
 };
 
 static struct daemon *req_daemon(fuse_req_t req)
@@ -235,9 +248,12 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 			fuse_reply_err(req, EROFS);
 			return;
 		}
-		reply_open_flags(req, 0,
-				 FOPEN_KEEP_CACHE |
-					 FOPEN_PARALLEL_DIRECT_WRITES);
+		reply_open_flags(
+			req, 0,
+			FOPEN_KEEP_CACHE | FOPEN_PARALLEL_DIRECT_WRITES |
+				((fi->flags & O_DIRECT) && d->fs->dio_mmap
+					 ? FOPEN_DIRECT_IO
+					 : 0));
 		return;
 	case TREE_SNAPSHOT:
 		if (wants_write) {
@@ -665,6 +681,9 @@ static ssize_t fs_io_read(int fd, void *buf, size_t len, void *userdata)
 		fs->init_unique = in->unique;
 		fs->kernel_killpriv_v2 =
 			(init->flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
+		fs->kernel_dio_mmap =
+			(init->flags & FUSE_INIT_EXT) &&
+			(init->flags2 & INIT2_DIRECT_IO_ALLOW_MMAP);
 	}
 	return n;
 }
@@ -683,6 +702,15 @@ static ssize_t fs_io_writev(int fd, struct iovec *iov, int count,
 			struct fuse_init_out *init = iov[1].iov_base;
 
 			init->flags |= FUSE_HANDLE_KILLPRIV_V2;
+		}
+		if (out->error == 0 && fs->kernel_dio_mmap &&
+		    iov[1].iov_len >= offsetof(struct fuse_init_out, flags2) +
+					      sizeof(uint32_t)) {
+			struct fuse_init_out *init = iov[1].iov_base;
+
+			init->flags |= FUSE_INIT_EXT;
+			init->flags2 |= INIT2_DIRECT_IO_ALLOW_MMAP;
+			fs->dio_mmap = true;
 		}
 		fs->init_unique = 0;
 	}

@@ -26,6 +26,32 @@ dd if="$L" bs=4K skip=4099 count=1 iflag=direct status=none | cmp - "$WORK/d2" |
 [ "$(sum "$S")" = "$SUM" ] || fail "snapshot changed by O_DIRECT writes"
 dd if="$S" of=/dev/null bs=1M iflag=direct status=none || fail "O_DIRECT snapshot read"
 
+# Page cache coherence: an O_DIRECT write (a direct_io open) drops the
+# pages a buffered reader and a shared mapping had cached, and a buffered
+# write is seen by an O_DIRECT reader.
+python3 - "$L" <<'PY' || fail "page cache incoherent with O_DIRECT"
+import mmap, os, sys
+path, off = sys.argv[1], 40 << 20
+buf = os.open(path, os.O_RDWR)
+dio = os.open(path, os.O_RDWR | os.O_DIRECT)
+m = mmap.mmap(buf, 1 << 20, mmap.MAP_SHARED, offset=off)
+for i in range(3):
+    os.pread(buf, 1 << 20, off)          # cache the range
+    m[:4096]                             # and map it
+    new = mmap.mmap(-1, 1 << 20)         # page-aligned for O_DIRECT
+    new.write(os.urandom(1 << 20))
+    os.pwrite(dio, new, off)
+    assert os.pread(buf, 1 << 20, off) == new[:], "buffered read is stale"
+    assert m[:] == new[:], "mapping is stale"
+    data = os.urandom(4096)
+    os.pwrite(buf, data, off + 8192)
+    got = mmap.mmap(-1, 4096)
+    os.preadv(dio, [got], off + 8192)
+    assert got[:] == data, "O_DIRECT read misses a buffered write"
+m.close()
+PY
+[ "$(sum "$S")" = "$SUM" ] || fail "snapshot changed by coherence writes"
+
 # A loop device with --direct-io=on really uses direct I/O.
 LOOP=$(losetup -f --show --direct-io=on "$L")
 register_loop "$LOOP"
