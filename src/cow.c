@@ -500,26 +500,31 @@ static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
 				uint64_t last)
 {
 	struct io_op ops[COW_BATCH_CHUNKS];
+	struct chunk_row found[COW_BATCH_CHUNKS];
 	struct chunk_row rows[COW_BATCH_CHUNKS];
 	unsigned char *dst[COW_BATCH_CHUNKS];
 	unsigned char *tmp = NULL;
 	size_t nops = 0, ncopies = 0, ntmp = 0, i;
+	bool any = false;
 	uint64_t ch;
 	int r = 0;
 
+	for (ch = first; ch <= last && !any; ch++)
+		any = bit_test(c->preserved, ch);
+	if (any) {
+		r = store_find_copies(c->s, first, last, seq, found);
+		if (r)
+			return r;
+	}
 	for (ch = first; ch <= last; ch++) {
+		const struct chunk_row *row = &found[ch - first];
 		uint64_t cstart = ch * c->cs;
 		uint64_t a = cstart > off ? cstart : off;
 		uint64_t e = cstart + c->cs < end ? cstart + c->cs : end;
-		struct chunk_row row;
+		struct io_op *prev = nops ? &ops[nops - 1] : NULL;
 
-		r = bit_test(c->preserved, ch)
-			    ? store_find_copy(c->s, ch, seq, &row)
-			    : -ENOENT;
-		if (r == -ENOENT) {
-			struct io_op *prev = nops ? &ops[nops - 1] : NULL;
-
-			r = 0;
+		if (!any || row->seq < 0) {
+			/* from the backing, one read per run */
 			if (prev && prev->fd == c->b->fd &&
 			    prev->off + prev->len == a) {
 				prev->len += (size_t)(e - a);
@@ -532,14 +537,22 @@ static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
 						      .fault = "backing.read" };
 			continue;
 		}
-		if (r)
-			goto out;
-		if (row.data_off < 0) {
+		if (row->data_off < 0) {
 			memset(buf + (a - off), 0, (size_t)(e - a));
 			continue;
 		}
+		rows[ncopies] = *row;
 		if (a == cstart && e - a == c->cs) {
 			dst[ncopies] = buf + (a - off);
+			/* copies in consecutive slots: one read */
+			if (prev && prev->fd == store_data_fd(c->s) &&
+			    (unsigned char *)prev->buf + prev->len ==
+				    dst[ncopies] &&
+			    prev->off + prev->len == (uint64_t)row->data_off) {
+				prev->len += c->cs;
+				ncopies++;
+				continue;
+			}
 		} else {
 			if (!tmp)
 				tmp = scratch_get(SCRATCH_CHUNKS, 2 * c->cs);
@@ -549,11 +562,10 @@ static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
 			}
 			dst[ncopies] = tmp + ntmp++ * c->cs;
 		}
-		rows[ncopies] = row;
 		ops[nops++] = (struct io_op){ .fd = store_data_fd(c->s),
 					      .buf = dst[ncopies],
 					      .len = c->cs,
-					      .off = (uint64_t)row.data_off,
+					      .off = (uint64_t)row->data_off,
 					      .fault = "data.read" };
 		ncopies++;
 	}

@@ -14,7 +14,7 @@
  * (every change goes through this mount) and snapshot images, which never
  * change, keep theirs too.  live.img is opened with parallel direct writes
  * so that O_DIRECT writers at a queue depth really run in parallel, and an
- * O_DIRECT open of it gets FOPEN_DIRECT_IO when the kernel takes
+ * O_DIRECT open of an image gets FOPEN_DIRECT_IO when the kernel takes
  * FUSE_DIRECT_IO_ALLOW_MMAP (6.6 and later): its requests skip the page
  * cache's bookkeeping entirely, and the kernel still drops cached pages
  * a direct write overwrites, so buffered readers never see stale data.
@@ -267,6 +267,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		}
 		fi->fh = (uint64_t)tree_snapshot_seq(ino);
 		fi->keep_cache = 1;
+		fi->direct_io = (fi->flags & O_DIRECT) && d->fs->dio_mmap;
 		if (fuse_reply_open(req, fi))
 			snapshots_release(d->snaps, (int64_t)fi->fh);
 		return;

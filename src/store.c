@@ -589,8 +589,8 @@ static int store_prepare(struct store *s)
 		return db_err(s->db, rc, "prepare bitmap insert");
 	rc = sqlite3_prepare_v3(
 		s->rdb,
-		"SELECT seq, data_off, crc FROM chunks WHERE chunk_idx=? AND "
-		"seq>=? ORDER BY seq LIMIT 1",
+		"SELECT chunk_idx, min(seq), data_off, crc FROM chunks WHERE "
+		"chunk_idx BETWEEN ?1 AND ?2 AND seq>=?3 GROUP BY chunk_idx",
 		-1, SQLITE_PREPARE_PERSISTENT, &s->find_copy, NULL);
 	if (rc != SQLITE_OK)
 		return db_err(s->rdb, rc, "prepare lookup");
@@ -1204,30 +1204,45 @@ int store_commit(struct store *s, const struct chunk_row *rows, size_t n,
 	return me.ret;
 }
 
-int store_find_copy(struct store *s, uint64_t chunk_idx, int64_t seq,
-		    struct chunk_row *out)
+int store_find_copies(struct store *s, uint64_t first, uint64_t last,
+		      int64_t seq, struct chunk_row *rows)
 {
-	int rc, r = -ENOENT;
+	int rc, r = 0;
 
+	for (uint64_t i = 0; i <= last - first; i++)
+		rows[i] =
+			(struct chunk_row){ .chunk_idx = first + i, .seq = -1 };
 	pthread_mutex_lock(&s->rdb_lock);
-	sqlite3_bind_int64(s->find_copy, 1, (int64_t)chunk_idx);
-	sqlite3_bind_int64(s->find_copy, 2, seq);
-	rc = sqlite3_step(s->find_copy);
-	if (rc == SQLITE_ROW) {
-		out->chunk_idx = chunk_idx;
-		out->seq = sqlite3_column_int64(s->find_copy, 0);
+	sqlite3_bind_int64(s->find_copy, 1, (int64_t)first);
+	sqlite3_bind_int64(s->find_copy, 2, (int64_t)last);
+	sqlite3_bind_int64(s->find_copy, 3, seq);
+	while ((rc = sqlite3_step(s->find_copy)) == SQLITE_ROW) {
+		uint64_t ch = (uint64_t)sqlite3_column_int64(s->find_copy, 0);
+		struct chunk_row *out;
+
+		if (ch < first || ch > last)
+			continue;
+		out = &rows[ch - first];
+		out->seq = sqlite3_column_int64(s->find_copy, 1);
 		out->data_off =
-			sqlite3_column_type(s->find_copy, 1) == SQLITE_NULL
+			sqlite3_column_type(s->find_copy, 2) == SQLITE_NULL
 				? -1
-				: sqlite3_column_int64(s->find_copy, 1);
-		out->crc = (uint32_t)sqlite3_column_int64(s->find_copy, 2);
-		r = 0;
-	} else if (rc != SQLITE_DONE) {
-		r = db_err(s->rdb, rc, "find copy");
+				: sqlite3_column_int64(s->find_copy, 2);
+		out->crc = (uint32_t)sqlite3_column_int64(s->find_copy, 3);
 	}
+	if (rc != SQLITE_DONE)
+		r = db_err(s->rdb, rc, "find copies");
 	sqlite3_reset(s->find_copy);
 	pthread_mutex_unlock(&s->rdb_lock);
 	return r;
+}
+
+int store_find_copy(struct store *s, uint64_t chunk_idx, int64_t seq,
+		    struct chunk_row *out)
+{
+	int r = store_find_copies(s, chunk_idx, chunk_idx, seq, out);
+
+	return r ? r : out->seq < 0 ? -ENOENT : 0;
 }
 
 int store_for_each_chunk(struct store *s,

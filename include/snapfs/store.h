@@ -162,6 +162,11 @@ int store_set_meta(struct store *s, const char *key, const char *value);
 int store_find_copy(struct store *s, uint64_t chunk_idx, int64_t seq,
 		    struct chunk_row *out);
 
+/* The same for chunks first..last at once: rows[i] for chunk first+i,
+ * with seq -1 where the snapshot reads the live chunk.  0 or -EIO. */
+int store_find_copies(struct store *s, uint64_t first, uint64_t last,
+		      int64_t seq, struct chunk_row *rows);
+
 /* Calls fn for every chunk that has copies, with its newest copy's seq;
  * stops at and returns fn's first non-zero result. */
 int store_for_each_chunk(struct store *s,
