@@ -13,8 +13,10 @@
  * a write intent, md-style: the first new bit in a region of
  * CBT_REGION_WORDS words (1024 blocks, 64 MiB at the default block size)
  * commits the whole region as ones to the store, through the group
- * commit (with the preservation of the same write when there is one).
- * Later writes into the region cost only the memory store.  At every
+ * commit (with the preservation of the same write when there is one);
+ * when the region before it is recorded already (a sequential writer)
+ * the CBT_AHEAD regions after it are recorded in the same commit.
+ * Later writes into the regions cost only the memory store.  At every
  * generation close and clean stop the exact bits replace the regions in
  * the store ("seal").
  *
@@ -335,13 +337,21 @@ int cbt_collect(struct cbt *c, uint64_t off, uint64_t len,
 			continue;
 		r = push_word(&p->set, &p->nset, &cap_set, p->inline_set,
 			      (struct cbt_word){ .word = w, .bits = mask });
-		if (r || !c->durable || reg == last_region ||
+		if (r || !c->durable ||
+		    (last_region != UINT64_MAX && reg <= last_region) ||
 		    (__atomic_load_n(&c->region[reg], __ATOMIC_ACQUIRE) &
 		     REGION_INTENT))
 			continue;
+		/* A sequential writer (the region before is recorded) gets
+		 * the next CBT_AHEAD regions recorded with this one. */
 		last_region = reg;
+		if (reg > 0 &&
+		    (__atomic_load_n(&c->region[reg - 1], __ATOMIC_ACQUIRE) &
+		     REGION_INTENT))
+			last_region = reg + CBT_AHEAD;
 		for (uint64_t k = reg * CBT_REGION_WORDS;
-		     k < (reg + 1) * CBT_REGION_WORDS && k < nwords(c) && !r;
+		     k < (last_region + 1) * CBT_REGION_WORDS &&
+		     k < nwords(c) && !r;
 		     k++)
 			r = push_word(
 				&p->words, &p->n, &cap_words, p->inline_words,

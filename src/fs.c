@@ -13,12 +13,17 @@
  * writer made them), but live.img keeps its page cache between opens
  * (every change goes through this mount) and snapshot images, which never
  * change, keep theirs too.  live.img is opened with parallel direct writes
- * so that O_DIRECT writers at a queue depth really run in parallel, and an
- * O_DIRECT open of an image gets FOPEN_DIRECT_IO when the kernel takes
- * FUSE_DIRECT_IO_ALLOW_MMAP (6.6 and later): its requests skip the page
- * cache's bookkeeping entirely, and the kernel still drops cached pages
- * a direct write overwrites, so buffered readers never see stale data.
- * Buffered opens keep the page cache: readahead for small reads, mmap.
+ * so that O_DIRECT writers at a queue depth really run in parallel.
+ *
+ * Where the kernel takes FUSE_DIRECT_IO_ALLOW_MMAP (6.6 and later) every
+ * open of an image is FOPEN_DIRECT_IO: reads and writes go straight to
+ * the daemon at the caller's size, and only mmap uses the page cache,
+ * which the kernel keeps coherent (a direct write drops the pages it
+ * overwrites).  Measured here, FUSE's page-cache path moves 1 MiB
+ * buffered I/O at a sixth of the direct path's rate on fast storage
+ * (550 vs 3240 MB/s reads on tmpfs, ceiling.c both ways), and a loop
+ * device on live.img then caches once, not twice.  On older kernels
+ * images keep the page cache, which mmap needs there.
  *
  * The root directory answers getxattr("user.snapfs.store") with the store
  * directory, where snapfsctl finds the control socket.
@@ -251,9 +256,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		reply_open_flags(
 			req, 0,
 			FOPEN_KEEP_CACHE | FOPEN_PARALLEL_DIRECT_WRITES |
-				((fi->flags & O_DIRECT) && d->fs->dio_mmap
-					 ? FOPEN_DIRECT_IO
-					 : 0));
+				(d->fs->dio_mmap ? FOPEN_DIRECT_IO : 0));
 		return;
 	case TREE_SNAPSHOT:
 		if (wants_write) {
@@ -267,7 +270,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		}
 		fi->fh = (uint64_t)tree_snapshot_seq(ino);
 		fi->keep_cache = 1;
-		fi->direct_io = (fi->flags & O_DIRECT) && d->fs->dio_mmap;
+		fi->direct_io = d->fs->dio_mmap;
 		if (fuse_reply_open(req, fi))
 			snapshots_release(d->snaps, (int64_t)fi->fh);
 		return;

@@ -19,6 +19,11 @@ struct cbt;
  * by the regions written since it was last sealed. */
 #define CBT_REGION_WORDS 16
 
+/* Regions recorded ahead of a sequential writer: one commit per 512 MiB
+ * (default block size) instead of one per 64 MiB.  After a power loss the
+ * over-report may reach that far past such a writer's last write. */
+#define CBT_AHEAD 7
+
 /* What a write must do before it reaches the backing: record words
  * (whole regions' write intents; none under durability=process or when
  * the regions are recorded already) durably, then set the exact bits set

@@ -245,3 +245,31 @@ Test(cbt, a_closed_generation_is_sealed_exact)
 	cr_assert_eq(strrchr(s, '1') - s, 1500, "no intent left in gen 1");
 	free(s);
 }
+
+Test(cbt, a_sequential_writer_records_regions_ahead)
+{
+	struct cbt_pending p;
+
+	/* 40 regions of 1024 blocks */
+	chain_init(&ch, 40 * 1024 * (uint64_t)BS, 65536, DURABILITY_FULL);
+	mark(0, BS); /* region 0 */
+	cr_assert_eq(cbt_collect(ch.cbt, 1024 * (uint64_t)BS, BS, &p), 0);
+	cr_assert_eq(p.n, (1 + CBT_AHEAD) * CBT_REGION_WORDS,
+		     "region 1 follows a recorded region: 1..%d at once",
+		     1 + CBT_AHEAD);
+	cr_assert_eq(store_commit(ch.s, NULL, 0, p.gen, p.words, p.n), 0);
+	cbt_apply(ch.cbt, &p);
+	cbt_pending_free(&p);
+	for (uint64_t r = 2; r <= 1 + CBT_AHEAD; r++) {
+		cr_assert_eq(cbt_collect(ch.cbt, r * 1024 * BS, BS, &p), 0);
+		cr_assert_eq(p.nset, 1);
+		cr_assert_eq(p.n, 0, "region %llu was recorded ahead",
+			     (unsigned long long)r);
+		cbt_apply(ch.cbt, &p);
+		cbt_pending_free(&p);
+	}
+	cr_assert_eq(cbt_collect(ch.cbt, 30 * 1024 * (uint64_t)BS, BS, &p), 0);
+	cr_assert_eq(p.n, CBT_REGION_WORDS,
+		     "a random write records only its own");
+	cbt_pending_free(&p);
+}
