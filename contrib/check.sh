@@ -2,7 +2,8 @@
 # Installs what is needed, builds snapfs twice (plain with -Werror, and with
 # AddressSanitizer + UndefinedBehaviorSanitizer and the fault points) and
 # runs the whole test suite on each, then the concurrent tests under
-# ThreadSanitizer and a few seconds of each fuzzer.  Ends with one line "N passed, N failed".  Run as root:
+# ThreadSanitizer, a few seconds of each fuzzer, make distcheck, and the
+# Debian package: built, installed, tested as installed, removed.  Ends with one line "N passed, N failed".  Run as root:
 # the integration tests mount FUSE file systems and use loop devices.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +78,42 @@ if command -v clang >/dev/null; then
 		status=1
 	fi
 fi
+
+# The release as an administrator gets it: make distcheck (the tarball
+# builds, installs and uninstalls cleanly out of tree; the tests ran
+# above), then the Debian package built from that tarball, installed,
+# tested as installed (tests/package/installed.sh) and removed.
+stage() { # NAME COMMAND...: one counted step
+	local name=$1
+	shift
+	if "$@"; then
+		passed=$((passed + 1))
+	else
+		echo "FAIL: $name" >&2
+		failed=$((failed + 1))
+		status=1
+	fi
+}
+package() {
+	local tmp deb
+	tmp=$(mktemp -d /tmp/snapfs-pkg.XXXXXX)
+	tar -xzf build/snapfs-*.tar.gz -C "$tmp" &&
+		(cd "$tmp"/snapfs-*/ && dpkg-buildpackage -us -uc -b >"$tmp/build.log" 2>&1 ||
+			{ tail -40 "$tmp/build.log"; exit 1; }) &&
+		deb=$(ls "$tmp"/snapfs_*.deb) &&
+		apt-get install -y -q "$deb" >/dev/null &&
+		bash tests/package/installed.sh &&
+		apt-get remove -y -q --purge snapfs >/dev/null &&
+		! command -v snapfs >/dev/null &&
+		[ ! -e /usr/sbin/mount.fuse.snapfs ] &&
+		[ ! -e /usr/lib/systemd/system/snapfs@.service ]
+	local rc=$?
+	dpkg -s snapfs >/dev/null 2>&1 && apt-get remove -y -q --purge snapfs >/dev/null
+	rm -rf "$tmp"
+	return $rc
+}
+stage distcheck make -C build distcheck TESTS= >/dev/null
+stage package package
 
 echo "$passed passed, $failed failed"
 exit "$status"

@@ -12,6 +12,7 @@ PKGS=(
 	fio e2fsprogs util-linux procps python3		# integration tests
 	clang						# libFuzzer targets
 	jq gnuplot-nox					# make bench
+	dpkg-dev debhelper bash-completion systemd	# the package and its test
 )
 
 missing=()

@@ -17,14 +17,16 @@
 
 enum log_level log_threshold = LOG_LVL_INFO;
 static int use_syslog;
+static char syslog_tag[256]; /* the mount point, first in each line */
 
 void log_set_level(enum log_level level)
 {
 	log_threshold = level;
 }
 
-void log_to_syslog(const char *ident)
+void log_to_syslog(const char *ident, const char *tag)
 {
+	snprintf(syslog_tag, sizeof(syslog_tag), "%s", tag ? tag : "");
 	openlog(ident, LOG_PID, LOG_DAEMON);
 	use_syslog = 1;
 }
@@ -46,7 +48,10 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 		n--;
 	line[n] = '\0';
 	if (use_syslog) {
-		syslog(prio[level], "%s", line);
+		if (syslog_tag[0])
+			syslog(prio[level], "%s: %s", syslog_tag, line);
+		else
+			syslog(prio[level], "%s", line);
 		return;
 	}
 	fprintf(stderr, "snapfs: %s\n", line);

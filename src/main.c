@@ -57,6 +57,7 @@ static void usage(FILE *f)
 	      "  on_full=drop-oldest|fail-writes\n"
 	      "  durability=full|process   (full)\n"
 	      "  cbt_keep=N                closed generations kept (64)\n"
+	      "  log_level=LEVEL           error, warn, info or debug (info)\n"
 	      "  ro                        live.img is read-only\n"
 	      "and the usual FUSE and mount(8) options (allow_other, nodev,"
 	      " ...).\n"
@@ -154,8 +155,9 @@ static int detach(void)
 	return p[1];
 }
 
-/* Tells the waiting parent how the start went, and leaves the terminal. */
-static void notify_parent(int fd, bool ok)
+/* Tells the waiting parent how the start went, and leaves the terminal:
+ * from then on messages go to syslog, each naming the mount point. */
+static void notify_parent(int fd, bool ok, const char *mountpoint)
 {
 	char c = ok ? 1 : 0;
 	int null;
@@ -174,7 +176,7 @@ static void notify_parent(int fd, bool ok)
 			if (null > 2)
 				close(null);
 		}
-		log_to_syslog("snapfs");
+		log_to_syslog("snapfs", mountpoint);
 	}
 	if (write(fd, &c, 1) != 1)
 		log_warn("main: cannot tell the parent");
@@ -301,8 +303,7 @@ int main(int argc, char **argv)
 		options_free(&d.opts);
 		return 0;
 	}
-	if (d.opts.debug)
-		log_set_level(LOG_LVL_DEBUG);
+	log_set_level(d.opts.debug ? LOG_LVL_DEBUG : d.opts.log_level);
 	if (fault_init() || iolog_init()) {
 		options_free(&d.opts);
 		return 1;
@@ -323,10 +324,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "snapfs: %s\n", err[0] ? err : strerror(-r));
 		/* Nothing was written: the store stays as clean as it was. */
 		daemon_stop(&d, d.store && store_info(d.store)->prev_clean);
-		notify_parent(notify_fd, false);
+		notify_parent(notify_fd, false, d.opts.mountpoint);
 		return 1;
 	}
-	notify_parent(notify_fd, true);
+	notify_parent(notify_fd, true, d.opts.mountpoint);
 	log_info("main: %s mounted on %s (store %s)", d.backing.path,
 		 d.opts.mountpoint, d.store_path);
 	r = fs_loop(d.fs);

@@ -213,6 +213,24 @@ static int parse_word(struct snapfs_options *opts, const char *w, char *err,
 		}
 		return 0;
 	}
+	if (KEY_IS("log_level") && v) {
+		static const char *const names[] = { "error", "warn", "info",
+						     "debug" };
+		size_t i;
+
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (!strcmp(v, names[i]))
+				break;
+		if (i == sizeof(names) / sizeof(names[0])) {
+			snprintf(err, err_len,
+				 "log_level=%s: must be error, warn, info or "
+				 "debug",
+				 v);
+			return -EINVAL;
+		}
+		opts->log_level = (enum log_level)i;
+		return 0;
+	}
 	if (KEY_IS("cbt_keep") && v) {
 		char *end;
 		unsigned long k;
@@ -268,6 +286,7 @@ int options_parse_argv(struct snapfs_options *opts, int argc, char **argv,
 	opts->on_full = ON_FULL_DROP_OLDEST;
 	opts->durability = DURABILITY_FULL;
 	opts->cbt_keep = OPT_DEFAULT_CBT_KEEP;
+	opts->log_level = LOG_LVL_INFO;
 	err[0] = '\0';
 
 	for (i = 1; i < argc; i++) {

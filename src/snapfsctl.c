@@ -31,30 +31,95 @@
 
 #include "config.h"
 #include "snapfs/backup.h"
+#include "snapfs/cbtview.h"
 #include "snapfs/ctl.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
-static const char usage_text[] =
-	"usage: snapfsctl COMMAND MOUNTPOINT [ARGS]\n"
-	"\n"
-	"  create MOUNTPOINT [--freeze FSPATH]   take a snapshot, print its "
-	"uuid\n"
-	"  list MOUNTPOINT [--json]              snapshots, oldest first\n"
-	"  delete MOUNTPOINT UUID...             delete snapshots\n"
-	"  status MOUNTPOINT [--json]            state of the mount and store\n"
-	"  changed MOUNTPOINT --from UUID [--to UUID] [--json]\n"
-	"                                        byte extents changed since a "
-	"snapshot\n"
-	"  backup MOUNTPOINT UUID DEST [--since UUID] "
-	"[--progress|--no-progress]\n"
-	"                                        copy a snapshot, whole or "
-	"incremental\n"
-	"\n"
-	"Exit status: 0 done, 1 failed, 2 bad usage.  See snapfsctl(8).\n";
+/* One command: its synopsis (after "snapfsctl ") and what --help adds. */
+struct command {
+	const char *name;
+	const char *synopsis;
+	const char *summary;
+	const char *help;
+};
 
+static const struct command commands[] = {
+	{ "create", "create MOUNTPOINT [--freeze FSPATH]",
+	  "take a snapshot, print its uuid",
+	  "Flushes live.img, takes a snapshot and prints its uuid alone.\n"
+	  "  --freeze FSPATH  freeze the file system mounted at FSPATH (one\n"
+	  "                   on live.img, say) around it; always thawed\n" },
+	{ "list", "list MOUNTPOINT [--json]", "snapshots, oldest first",
+	  "A header, then one snapshot a line: uuid, time taken (UTC),\n"
+	  "generation, bytes preserved for it.\n"
+	  "  --json  an array of objects instead\n" },
+	{ "delete", "delete MOUNTPOINT UUID...", "delete snapshots",
+	  "Deletes the snapshots, like rm on their files; their space is\n"
+	  "freed once no reader holds them open.\n" },
+	{ "status", "status MOUNTPOINT [--json] [--map|--no-map]",
+	  "state of the mount and store",
+	  "Backing, sizes, open generation, snapshots, diff store use,\n"
+	  "durability, last shutdown, generations and recent events.  On a\n"
+	  "terminal it ends with a map of the image: one character a slice,\n"
+	  "' ' unchanged in the open generation, then .:-=+*# by the share\n"
+	  "of its blocks changed, @ all of them.\n"
+	  "  --json         one object instead (no map)\n"
+	  "  --map          draw the map even when not on a terminal\n"
+	  "  --no-map       never draw it\n" },
+	{ "changed",
+	  "changed MOUNTPOINT --from UUID [--to UUID] [--json] [--summary]",
+	  "extents changed since a snapshot",
+	  "Byte extents that changed from snapshot --from to snapshot --to\n"
+	  "(or to now): OFFSET LENGTH a line, sorted, merged.\n"
+	  "  --json     an array of {offset, length} instead\n"
+	  "  --summary  per generation instead (every kept one without\n"
+	  "             --from): changed bytes, extents, share of the image,\n"
+	  "             and their union\n" },
+	{ "backup",
+	  "backup MOUNTPOINT UUID DEST [--since UUID] "
+	  "[--progress|--no-progress]",
+	  "copy a snapshot, whole or incremental",
+	  "Copies snapshot UUID to DEST (file or block device), sparse.\n"
+	  "  --since OLD    DEST holds snapshot OLD: write only what changed\n"
+	  "  --progress     a progress bar (the default on a terminal)\n"
+	  "  --no-progress  none\n" },
+	{ "check", "check STORE_DIR", "verify an unmounted store",
+	  "Checks the index and every preserved chunk of an unmounted store;\n"
+	  "prints a report, exits 1 when anything is wrong.\n" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: snapfsctl COMMAND ARGS  (snapfsctl COMMAND --help)\n\n",
+	      f);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name,
+			commands[i].summary);
+	fputs("\nExit status: 0 done, 1 failed, 2 bad usage.  See "
+	      "snapfsctl(8).\n",
+	      f);
+}
+
+static void command_help(const struct command *c)
+{
+	printf("usage: snapfsctl %s\n\n%s\nExit status: 0 done, 1 failed, "
+	       "2 bad usage.  See snapfsctl(8).\n",
+	       c->synopsis, c->help);
+}
+
+/* One line on stderr: what is wrong, and where help is. */
 static int usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -65,8 +130,7 @@ static int usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputs("\n", stderr);
-	fputs(usage_text, stderr);
+	fputs(" (see snapfsctl --help)\n", stderr);
 	return 2;
 }
 
@@ -327,10 +391,13 @@ static int cmd_backup(const char *mnt, int argc, char **argv)
 	return r ? fail("%s", err) : 0;
 }
 
+static int cmd_summary(const char *mnt, const char *from, const char *to,
+		       bool json);
+
 static int cmd_changed(const char *mnt, int argc, char **argv)
 {
 	const char *from = NULL, *to = "-";
-	bool json = false;
+	bool json = false, summary = false;
 	char req[128];
 
 	for (int i = 3; i < argc; i++) {
@@ -340,9 +407,15 @@ static int cmd_changed(const char *mnt, int argc, char **argv)
 			to = argv[++i];
 		else if (!strcmp(argv[i], "--json"))
 			json = true;
+		else if (!strcmp(argv[i], "--summary"))
+			summary = true;
 		else
 			return usage_error("changed: unexpected '%s'", argv[i]);
 	}
+	if (summary && (!from || snapshot_uuid_valid(from)) &&
+	    (!strcmp(to, "-") || snapshot_uuid_valid(to)))
+		return cmd_summary(mnt, from, strcmp(to, "-") ? to : NULL,
+				   json);
 	if (!from)
 		return usage_error("changed needs --from UUID");
 	if (!snapshot_uuid_valid(from) ||
@@ -354,15 +427,198 @@ static int cmd_changed(const char *mnt, int argc, char **argv)
 	return request(mnt, req, NULL);
 }
 
+/* "1.5 GiB": size in binary units, for people. */
+static const char *human(uint64_t v, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B",   "KiB", "MiB",
+					    "GiB", "TiB", "PiB" };
+	double x = (double)v;
+	int u = 0;
+
+	while (x >= 1024 && u < 5) {
+		x /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", x, unit[u]);
+	return buf;
+}
+
+static int image_size(const char *mnt, uint64_t *size)
+{
+	char path[4200];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/live.img", mnt);
+	if (stat(path, &st) < 0)
+		return fail("%s: %s", path, strerror(errno));
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* The generation of snapshot uuid (its image's user.snapfs.generation). */
+static int snapshot_generation(const char *mnt, const char *uuid, uint64_t *gen)
+{
+	char path[4200], buf[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/snapshots/%s.img", mnt, uuid);
+	n = getxattr(path, "user.snapfs.generation", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return fail("snapshot %s: %s", uuid,
+			    n < 0 && errno == ENOENT ? "no such snapshot"
+			    : n < 0		     ? strerror(errno)
+						     : "no generation");
+	buf[n] = '\0';
+	*gen = strtoull(buf, NULL, 10);
+	return 0;
+}
+
+/* The map of the open generation under the status text. */
+static int print_map(const char *mnt)
+{
+	struct cbt_file f;
+	struct winsize ws;
+	uint64_t *gens = NULL, size, bytes, extents;
+	size_t n = 0, width = 64;
+	char err[512], a[32], b[32], *map;
+	int r;
+
+	r = cbtview_generations(mnt, &gens, &n);
+	if (r || !n) {
+		free(gens);
+		return fail("%s/cbt: %s", mnt, r ? strerror(-r) : "no bitmap");
+	}
+	r = cbtview_load(mnt, gens[n - 1], &f, err, sizeof(err));
+	free(gens);
+	if (r)
+		return fail("%s", err);
+	if (image_size(mnt, &size)) {
+		cbtview_free(&f);
+		return 1;
+	}
+	if (isatty(STDOUT_FILENO) &&
+	    ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 12)
+		width = ws.ws_col - 2u > 120 ? 120 : ws.ws_col - 2u;
+	map = malloc(width + 1);
+	if (!map) {
+		cbtview_free(&f);
+		return fail("out of memory");
+	}
+	cbtview_map(&f, map, width);
+	map[width] = '\0';
+	cbtview_totals(&f, size, &bytes, &extents);
+	printf("\nchanged in generation %llu (open): %s in %llu extents, "
+	       "%.2f%% of the image\n",
+	       (unsigned long long)f.gen, human(bytes, a, sizeof(a)),
+	       (unsigned long long)extents,
+	       size ? 100.0 * (double)bytes / (double)size : 0.0);
+	printf("[%s]\n %-*s%s\n", map,
+	       (int)(width - strlen(human(size, b, sizeof(b)))), "0", b);
+	free(map);
+	cbtview_free(&f);
+	return fflush(stdout) ? fail("writing output: %s", strerror(errno)) : 0;
+}
+
+/* changed --summary: totals per generation from..to, and their union. */
+static int cmd_summary(const char *mnt, const char *from, const char *to,
+		       bool json)
+{
+	struct cbt_file f, all = { 0 };
+	uint64_t *gens = NULL, lo, hi, size, bytes, extents;
+	size_t n = 0, k;
+	char err[512], h[32];
+	int r;
+
+	r = cbtview_generations(mnt, &gens, &n);
+	if (r || !n) {
+		free(gens);
+		return fail("%s/cbt: %s", mnt, r ? strerror(-r) : "no bitmap");
+	}
+	lo = gens[0];
+	hi = gens[n - 1];
+	if ((from && snapshot_generation(mnt, from, &lo)) ||
+	    (to && snapshot_generation(mnt, to, &hi)) ||
+	    image_size(mnt, &size)) {
+		free(gens);
+		return 1;
+	}
+	if (from)
+		lo++;
+	for (uint64_t g = lo; g <= hi; g++) {
+		for (k = 0; k < n && gens[k] != g; k++)
+			;
+		if (k == n) {
+			free(gens);
+			return fail("the bitmap of generation %llu was dropped "
+				    "(cbt_keep)",
+				    (unsigned long long)g);
+		}
+	}
+	if (json)
+		printf("{\"generations\": [");
+	else
+		printf("%10s %12s %10s %8s\n", "generation", "bytes", "extents",
+		       "share");
+	for (uint64_t g = lo; g <= hi && !r; g++) {
+		r = cbtview_load(mnt, g, &f, err, sizeof(err));
+		if (r)
+			break;
+		cbtview_totals(&f, size, &bytes, &extents);
+		if (json)
+			printf("%s{\"generation\": %llu, \"open\": %s, "
+			       "\"bytes\": %llu, \"extents\": %llu, "
+			       "\"share\": %.6f}",
+			       g == lo ? "" : ", ", (unsigned long long)g,
+			       g == gens[n - 1] ? "true" : "false",
+			       (unsigned long long)bytes,
+			       (unsigned long long)extents,
+			       size ? (double)bytes / (double)size : 0.0);
+		else
+			printf("%10llu %12llu %10llu %7.2f%%  %s\n",
+			       (unsigned long long)g, (unsigned long long)bytes,
+			       (unsigned long long)extents,
+			       size ? 100.0 * (double)bytes / (double)size
+				    : 0.0,
+			       g == gens[n - 1] ? "open" : "");
+		if (!all.bits) {
+			all = f;
+		} else {
+			cbtview_or(&all, &f);
+			cbtview_free(&f);
+		}
+	}
+	free(gens);
+	if (r) {
+		cbtview_free(&all);
+		return fail("%s", err);
+	}
+	bytes = extents = 0;
+	if (all.bits)
+		cbtview_totals(&all, size, &bytes, &extents);
+	cbtview_free(&all);
+	if (json)
+		printf("], \"union\": {\"bytes\": %llu, \"extents\": %llu, "
+		       "\"share\": %.6f}}\n",
+		       (unsigned long long)bytes, (unsigned long long)extents,
+		       size ? (double)bytes / (double)size : 0.0);
+	else
+		printf("%10s %12llu %10llu %7.2f%%   (%s)\n", "union",
+		       (unsigned long long)bytes, (unsigned long long)extents,
+		       size ? 100.0 * (double)bytes / (double)size : 0.0,
+		       human(bytes, h, sizeof(h)));
+	return fflush(stdout) ? fail("writing output: %s", strerror(errno)) : 0;
+}
+
 int main(int argc, char **argv)
 {
+	const struct command *c;
 	const char *cmd, *mnt;
 	bool json = false;
 	int i;
 
 	if (argc >= 2 &&
 	    (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-		fputs(usage_text, stdout);
+		usage(stdout);
 		return 0;
 	}
 	if (argc >= 2 &&
@@ -370,16 +626,27 @@ int main(int argc, char **argv)
 		printf("snapfsctl %s\n", PACKAGE_VERSION);
 		return 0;
 	}
+	if (argc < 2)
+		return usage_error("missing command");
+	c = find_command(argv[1]);
+	if (!c)
+		return usage_error("unknown command '%s'", argv[1]);
+	for (i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			command_help(c);
+			return 0;
+		}
 	if (argc < 3)
-		return usage_error("%s", argc < 2 ? "missing command"
-						  : "missing mount point");
-	if (!strcmp(argv[1], "check")) {
+		return usage_error("%s: missing %s", c->name,
+				   strcmp(c->name, "check") ? "MOUNTPOINT"
+							    : "STORE_DIR");
+	cmd = argv[1];
+	mnt = argv[2];
+	if (!strcmp(cmd, "check")) {
 		if (argc != 3)
 			return usage_error("check takes one STORE_DIR");
 		return store_check(argv[2], stdout) ? 1 : 0;
 	}
-	cmd = argv[1];
-	mnt = argv[2];
 
 	if (!strcmp(cmd, "create")) {
 		const char *freeze = NULL;
@@ -394,16 +661,29 @@ int main(int argc, char **argv)
 		return cmd_create(mnt, freeze);
 	}
 	if (!strcmp(cmd, "list") || !strcmp(cmd, "status")) {
+		int map = -1; /* on a terminal */
 		char req[32];
+		int r;
 
 		for (i = 3; i < argc; i++) {
 			if (!strcmp(argv[i], "--json"))
 				json = true;
+			else if (!strcmp(cmd, "status") &&
+				 !strcmp(argv[i], "--map"))
+				map = 1;
+			else if (!strcmp(cmd, "status") &&
+				 !strcmp(argv[i], "--no-map"))
+				map = 0;
 			else
-				return usage_error("unexpected '%s'", argv[i]);
+				return usage_error("%s: unexpected '%s'", cmd,
+						   argv[i]);
 		}
 		snprintf(req, sizeof(req), "%s%s", cmd, json ? "-json" : "");
-		return request(mnt, req, NULL);
+		r = request(mnt, req, NULL);
+		if (!r && !strcmp(cmd, "status") && !json &&
+		    (map == 1 || (map == -1 && isatty(STDOUT_FILENO))))
+			r = print_map(mnt);
+		return r;
 	}
 	if (!strcmp(cmd, "delete")) {
 		char *req;

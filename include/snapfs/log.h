@@ -19,8 +19,9 @@ extern enum log_level log_threshold;
 /* Sets the threshold.  Call before threads start. */
 void log_set_level(enum log_level level);
 
-/* Sends every later message to syslog under IDENT (kept, not copied). */
-void log_to_syslog(const char *ident);
+/* Sends every later message to syslog under IDENT (kept, not copied),
+ * each line starting "TAG: " (the mount point; copied). */
+void log_to_syslog(const char *ident, const char *tag);
 
 /* Writes one message; use the macros below instead. */
 void log_write(enum log_level level, const char *fmt, ...)

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "snapfs/log.h"
+
 enum on_full { ON_FULL_DROP_OLDEST, ON_FULL_FAIL_WRITES };
 enum durability { DURABILITY_FULL, DURABILITY_PROCESS };
 
@@ -33,6 +35,7 @@ struct snapfs_options {
 	enum durability durability;
 	uint32_t cbt_keep;
 	bool ro;
+	enum log_level log_level; /* log_level=, -d: debug */
 	bool foreground;
 	bool debug;
 	bool help;
