@@ -18,6 +18,8 @@ for m in man8/snapfs.8 man8/snapfsctl.8 man5/snapfs-cbt.5; do
 	[ -f /usr/share/man/$m.gz ] || fail "no man page $m"
 done
 [ -x /usr/sbin/snapfs-nightly ] || fail "no snapfs-nightly"
+snapfs-nightly --version | grep -q "^snapfs-nightly 0" || fail "snapfs-nightly --version"
+snapfs-nightly --help | grep -q "^snapfs-nightly MOUNTPOINT DEST" || fail "snapfs-nightly --help"
 
 # mount -t fuse.snapfs with the installed helper, and a clean stop
 IMG=$WORK/img
