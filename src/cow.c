@@ -205,8 +205,9 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
 
 /*
  * Preserves those of chunks[0..n) (ascending) that are still not fresh:
- * reads their live bytes in one batch, writes them to free slots in one
- * batch, and commits their rows with the group commit.  Caller holds
+ * reads their live bytes in one batch, takes free slots for them, and
+ * hands rows and bytes to the group commit, which writes the bytes,
+ * syncs and commits.  Caller holds
  * instant shared and n <= COW_BATCH_CHUNKS.
  */
 static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
@@ -216,7 +217,7 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	struct io_op ops[COW_BATCH_CHUNKS];
 	struct chunk_row rows[COW_BATCH_CHUNKS];
 	unsigned char *buf = NULL;
-	size_t k = 0, nw = 0, i;
+	size_t k = 0, i;
 	int r = 0;
 
 	stripes_of(&set, chunks, n);
@@ -257,17 +258,8 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		if (is_zero(p, c->cs))
 			continue;
 		r = store_slot_alloc(c->s, &rows[i].data_off);
-		if (r)
-			break;
-		ops[nw++] = (struct io_op){ .fd = store_data_fd(c->s),
-					    .write = true,
-					    .buf = p,
-					    .len = c->cs,
-					    .off = (uint64_t)rows[i].data_off,
-					    .fault = "data.write" };
+		rows[i].data = p; /* written by the group commit */
 	}
-	if (!r && nw)
-		r = uring_run(c->io, ops, (unsigned)nw);
 	if (!r) {
 		bool with_bits = bits->n && !bits->committed;
 

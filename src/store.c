@@ -19,8 +19,11 @@
  * machine may.
  *
  * Group commit: threads that commit at the same time queue their rows; the
- * first becomes the leader, takes everything queued, syncs once, commits
- * once, and wakes the others with the shared result.
+ * first becomes the leader, takes everything queued, writes every row's
+ * chunk into its slot (one pwritev per run of consecutive slots: one
+ * writer for the data file, where sixteen threads writing their own
+ * slots spent 40% of the CPU spinning on its inode lock), syncs once,
+ * commits once, and wakes the others with the shared result.
  *
  * Locking: `db` (the write connection) is guarded by db_lock, `rdb` (reads
  * of the hot path) by rdb_lock, the slot map by slot_lock.  No lock is held
@@ -38,6 +41,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1097,6 +1101,97 @@ static int insert_word(struct store *s, uint64_t gen, const struct cbt_word *w)
 	return r;
 }
 
+static int cmp_row_off(const void *a, const void *b)
+{
+	const struct chunk_row *x = *(const struct chunk_row *const *)a;
+	const struct chunk_row *y = *(const struct chunk_row *const *)b;
+
+	return x->data_off < y->data_off ? -1 : x->data_off > y->data_off;
+}
+
+/* Writes len bytes of iov at off, however the kernel splits it. */
+static int pwritev_all(int fd, struct iovec *iov, int n, off_t off)
+{
+	while (n > 0) {
+		ssize_t w = pwritev(fd, iov, n, off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		off += w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Writes the chunks of a group's rows into their slots, in slot order,
+ * consecutive slots with one pwritev.  A fault point "data.write" per row
+ * (a torn one moves half the chunk and fails).  0 or -errno.
+ */
+static int write_batch_data(struct store *s, struct commit_waiter *batch)
+{
+	const size_t cs = s->info.chunk_size;
+	struct chunk_row const **v = NULL;
+	struct iovec iov[256];
+	size_t n = 0, cap = 0, i, j;
+	int r = 0;
+
+	for (struct commit_waiter *w = batch; w; w = w->next)
+		for (i = 0; i < w->n; i++)
+			cap += w->rows[i].data && w->rows[i].data_off >= 0;
+	if (!cap)
+		return 0;
+	v = malloc(cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (struct commit_waiter *w = batch; w; w = w->next)
+		for (i = 0; i < w->n; i++)
+			if (w->rows[i].data && w->rows[i].data_off >= 0)
+				v[n++] = &w->rows[i];
+	qsort(v, n, sizeof(*v), cmp_row_off);
+	for (i = 0; i < n && !r; i++) {
+		r = FAULT("data.write");
+		if (r == FAULT_SHORT) {
+			pwrite(s->data_fd, v[i]->data, cs / 2, v[i]->data_off);
+			r = -EIO;
+		}
+	}
+	for (i = 0; i < n && !r; i = j) {
+		int k = 0;
+
+		for (j = i; j < n && k < (int)(sizeof(iov) / sizeof(iov[0]));
+		     j++, k++) {
+			if (j > i &&
+			    v[j]->data_off != v[j - 1]->data_off + (int64_t)cs)
+				break;
+			iov[k] = (struct iovec){ .iov_base = (void *)v[j]->data,
+						 .iov_len = cs };
+		}
+		r = pwritev_all(s->data_fd, iov, k, v[i]->data_off);
+		if (r)
+			log_error("store: write %d chunks at data offset "
+				  "%lld: %s",
+				  k, (long long)v[i]->data_off, strerror(-r));
+		for (size_t m = i; m < j && !r; m++)
+			iolog_write(IOLOG_DATA, (uint64_t)v[m]->data_off,
+				    v[m]->data, cs);
+	}
+	free(v);
+	return r == -ENOSPC ? r : r ? -EIO : 0;
+}
+
 /* Inserts and commits a group of waiters' rows; db_lock held. */
 static int commit_batch(struct store *s, struct commit_waiter *batch)
 {
@@ -1106,6 +1201,9 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 
 	for (struct commit_waiter *w = batch; w; w = w->next)
 		has_rows |= w->n > 0;
+	r = write_batch_data(s, batch);
+	if (r)
+		return r;
 	/* The data file holds new bytes only when rows come with them. */
 	r = has_rows ? FAULT("data.sync") : 0;
 	if (r)

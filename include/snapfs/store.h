@@ -41,6 +41,9 @@ struct chunk_row {
 	int64_t seq;
 	int64_t data_off;
 	uint32_t crc;
+	/* store_commit: the chunk's bytes, written to data_off by the
+	 * commit (NULL: nothing to write). */
+	const void *data;
 };
 
 struct store_snapshot {

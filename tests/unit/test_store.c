@@ -189,7 +189,7 @@ Test(store, a_row_pointing_outside_the_data_file_is_damage)
 {
 	static const char *const bad[] = { "-65536", "123", "1099511627776" };
 	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
-	struct chunk_row row = { 1, 1, -1, 0 };
+	struct chunk_row row = { 1, 1, -1, 0, NULL };
 	char err[512], path[160], sql[128];
 	struct store *s;
 	sqlite3 *db;
@@ -236,9 +236,9 @@ Test(store, a_directory_with_foreign_files_is_not_taken_over)
 Test(store, find_returns_the_oldest_copy_at_or_after_the_snapshot)
 {
 	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
-	struct chunk_row rows[3] = { { 5, 2, -1, 11 },
-				     { 5, 4, -1, 22 },
-				     { 5, 7, -1, 33 } };
+	struct chunk_row rows[3] = { { 5, 2, -1, 11, NULL },
+				     { 5, 4, -1, 22, NULL },
+				     { 5, 7, -1, 33, NULL } };
 	struct chunk_row got;
 	struct store *s;
 	char err[256];
@@ -264,9 +264,9 @@ Test(store, purge_frees_only_copies_no_live_snapshot_reads)
 {
 	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
 	/* chunk 1: copies for 1 and 3; chunk 2: copy for 3 only */
-	struct chunk_row rows[3] = { { 1, 1, -1, 0 },
-				     { 1, 3, -1, 0 },
-				     { 2, 3, -1, 0 } };
+	struct chunk_row rows[3] = { { 1, 1, -1, 0, NULL },
+				     { 1, 3, -1, 0, NULL },
+				     { 2, 3, -1, 0, NULL } };
 	struct store_snapshot snap;
 	struct chunk_row got;
 	struct store *s;
@@ -321,7 +321,7 @@ static void *commit_many(void *arg)
 
 	for (int i = 0; i < 50 && !c->ret; i++) {
 		struct chunk_row row = { (uint64_t)(c->id * 1000 + i), 1, -1,
-					 (uint32_t)i };
+					 (uint32_t)i, NULL };
 
 		char byte = (char)i;
 
