@@ -94,6 +94,16 @@ stage() { # NAME COMMAND...: one counted step
 		status=1
 	fi
 }
+# The man pages are checked in the .deb, not after installing it: minimal
+# images tell dpkg not to unpack /usr/share/man.
+deb_has_man() { # DEB
+	local list m
+	list=$(dpkg-deb -c "$1") || return 1
+	for m in man8/snapfs.8 man8/snapfsctl.8 man5/snapfs-cbt.5; do
+		grep -q "/usr/share/man/$m.gz" <<<"$list" ||
+			{ echo "no man page $m in $1" >&2; return 1; }
+	done
+}
 package() {
 	local tmp deb
 	tmp=$(mktemp -d /tmp/snapfs-pkg.XXXXXX)
@@ -101,6 +111,7 @@ package() {
 		(cd "$tmp"/snapfs-*/ && dpkg-buildpackage -us -uc -b >"$tmp/build.log" 2>&1 ||
 			{ tail -40 "$tmp/build.log"; exit 1; }) &&
 		deb=$(ls "$tmp"/snapfs_*.deb) &&
+		deb_has_man "$deb" &&
 		apt-get install -y -q "$deb" >/dev/null &&
 		bash tests/package/installed.sh &&
 		apt-get remove -y -q --purge snapfs >/dev/null &&

@@ -247,11 +247,17 @@ int cbt_seal(struct cbt *c)
 			continue;
 		if (hi > nwords(c))
 			hi = nwords(c);
-		ranges[2 * nr] = lo;
-		ranges[2 * nr++ + 1] = hi - 1;
+		if (nr && ranges[2 * nr - 1] + 1 == lo) { /* adjacent: extend */
+			ranges[2 * nr - 1] = hi - 1;
+		} else {
+			ranges[2 * nr] = lo;
+			ranges[2 * nr++ + 1] = hi - 1;
+		}
 		for (uint64_t k = lo; k < hi; k++)
-			w[nw++] = (struct cbt_word){ .word = k,
-						     .bits = c->open_bits[k] };
+			if (c->open_bits[k])
+				w[nw++] = (struct cbt_word){
+					.word = k, .bits = c->open_bits[k]
+				};
 	}
 	r = store_replace_cbt_words(c->s, c->open_gen, ranges, nr, w, nw);
 	if (!r)

@@ -154,7 +154,7 @@ void cbtview_totals(const struct cbt_file *f, uint64_t image_size,
 	for (uint64_t i = 0; i < f->nblocks; i++) {
 		uint64_t start = i * f->block_size, end;
 
-		if (!(f->bits[i / 8] >> (i % 8) & 1))
+		if (!bit(f, i))
 			continue;
 		end = start + f->block_size;
 		b += (end > image_size ? image_size : end) - start;

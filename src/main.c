@@ -208,15 +208,15 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 	r = store_open(&d->store, &sc, err, err_len);
 	if (r)
 		return r;
+	d->same_boot = recovery_same_boot(d->store);
 	r = snapshots_load(&d->snaps, d->store, &d->backing,
 			   d->opts.durability);
 	if (!r)
 		r = uring_engine_create(&d->io, URING_DEPTH);
 	if (!r)
-		r = cbt_create(&d->cbt, d->store, d->backing.size,
-			       d->opts.cbt_keep,
-			       d->opts.durability == DURABILITY_FULL,
-			       recovery_same_boot(d->store));
+		r = cbt_create(
+			&d->cbt, d->store, d->backing.size, d->opts.cbt_keep,
+			d->opts.durability == DURABILITY_FULL, d->same_boot);
 	if (!r)
 		r = cow_create(&d->cow, &d->backing, d->store, d->io, d->cbt,
 			       snapshots_newest(d->snaps));

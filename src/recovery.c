@@ -99,7 +99,7 @@ int recovery_at_mount(struct daemon *d)
 			recorded, now, n,
 			(unsigned long long)cbt_open_generation(d->cbt));
 	} else if (!si->prev_clean && !strcmp(dur, "process") &&
-		   !recovery_same_boot(d->store)) {
+		   !d->same_boot) {
 		r = cbt_widen(d->cbt, "widened after a machine crash "
 				      "(durability=process)");
 		if (r)

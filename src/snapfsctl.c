@@ -512,8 +512,8 @@ static int print_map(const char *mnt)
 	       (unsigned long long)f.gen, human(bytes, a, sizeof(a)),
 	       (unsigned long long)extents,
 	       size ? 100.0 * (double)bytes / (double)size : 0.0);
-	printf("[%s]\n %-*s%s\n", map,
-	       (int)(width - strlen(human(size, b, sizeof(b)))), "0", b);
+	human(size, b, sizeof(b));
+	printf("[%s]\n 0%*s\n", map, (int)width - 1, b);
 	free(map);
 	cbtview_free(&f);
 	return fflush(stdout) ? fail("writing output: %s", strerror(errno)) : 0;

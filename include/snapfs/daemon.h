@@ -6,6 +6,8 @@
 #ifndef SNAPFS_DAEMON_H
 #define SNAPFS_DAEMON_H
 
+#include <stdbool.h>
+
 #include "snapfs/backing.h"
 #include "snapfs/options.h"
 #include "snapfs/tree.h"
@@ -30,6 +32,7 @@ struct daemon {
 	struct tree tree;
 	struct ctl *ctl;
 	struct fs *fs;
+	bool same_boot; /* the last run was on this boot (recovery.c) */
 };
 
 #endif

@@ -21,7 +21,8 @@ struct store;
 int recovery_at_mount(struct daemon *d);
 
 /* Whether the last run was on this boot of the kernel (so a crash of it
- * left the page cache intact). */
+ * left the page cache intact); read once, before recovery_at_mount
+ * records this run's boot, into daemon.same_boot. */
 bool recovery_same_boot(struct store *s);
 
 /* Records the backing as it is after the final flush of a clean stop. */

@@ -53,6 +53,8 @@ expect_refused "malformed diff_max" "diff_max=lots" -- \
 	-o diff_max=lots "$IMG" "$MNT"
 expect_refused "bad on_full" "on_full=explode" -- \
 	-o on_full=explode "$IMG" "$MNT"
+expect_refused "bad log_level" "log_level=loud" -- \
+	-o log_level=loud "$IMG" "$MNT"
 expect_refused "chunk_size differs from the store" "chunk_size is 65536" -- \
 	-o chunk_size=128K "$IMG" "$MNT"
 expect_refused "cbt_block_size differs from the store" \

@@ -72,6 +72,14 @@ register_loop() { _LOOPS+=("$1"); }
 register_pid() { _PIDS+=("$1"); }
 register_file() { _FILES+=("$1"); }
 
+# seed_random: seeds $RANDOM from $SEED (a new one when unset) and prints
+# it, so that a failing run can be repeated with SEED=.
+seed_random() {
+	SEED=${SEED:-$RANDOM}
+	RANDOM=$SEED
+	note "seed $SEED${1:+, $1}"
+}
+
 # make_image PATH SIZE: a sparse image file.
 make_image() {
 	truncate -s "$2" "$1"

@@ -12,9 +12,7 @@
 	{ echo "SKIP: snapfs built without --enable-fault-injection"; exit 77; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CUTS=${1:-20}
-SEED=${SEED:-$RANDOM}
-RANDOM=$SEED
-note "seed $SEED, $CUTS cuts"
+seed_random "$CUTS cuts"
 
 IMG=$WORK/img
 MNT=$WORK/mnt

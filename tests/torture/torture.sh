@@ -18,9 +18,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STAMP="python3 $HERE/stamp.py"
 BM="python3 $HERE/../integration/bitmaps.py"
 KILLS=${1:-5}
-SEED=${SEED:-$RANDOM}
-RANDOM=$SEED
-note "seed $SEED, $KILLS kills"
+seed_random "$KILLS kills"
 
 IMG=$WORK/img
 MNT=$WORK/mnt
