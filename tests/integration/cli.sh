@@ -37,6 +37,10 @@ want="[$(printf '@%.0s' $(seq 16))$(printf ' %.0s' $(seq 32)).$(printf ' %.0s' $
 "$SNAPFSCTL" status "$MNT" --map | grep -q "16.1 MiB in 2 extents" ||
 	fail "map totals: $("$SNAPFSCTL" status "$MNT" --map | grep changed)"
 [ -z "$("$SNAPFSCTL" status "$MNT" | grep '^\[')" ] || fail "a map although stdout is not a terminal"
+# on a terminal (script(1) gives it one, 80 columns) the map is drawn by
+# default, as wide as the terminal less its brackets
+map=$(COLUMNS=80 script -qec "stty cols 80; $SNAPFSCTL status $MNT" /dev/null | tr -d '\r' | grep '^\[')
+[ "${#map}" = 80 ] || fail "no terminal-wide map on a terminal: '$map'"
 [ -z "$("$SNAPFSCTL" status "$MNT" --map --no-map | grep '^\[')" ] || fail "--no-map drew a map"
 # half a slice changed shades it in between
 dd if=/dev/urandom of="$L" bs=$K seek=$((32 * 16)) count=8 conv=notrunc status=none
