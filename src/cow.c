@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "snapfs/backing.h"
+#include "snapfs/behind.h"
 #include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/crc32c.h"
@@ -71,6 +72,9 @@ struct cow {
 	pthread_rwlock_t instant;
 	pthread_rwlock_t stripes[NSTRIPES];
 	uint64_t preserved_count;
+	struct behind *behind; /* writes waiting for their preservation */
+	unsigned char *room[BEHIND_WORKERS]; /* write-behind chunk buffers */
+	uint64_t flush_seen, instant_seen; /* behind_error readers */
 };
 
 static bool bit_test(const uint64_t *m, uint64_t i)
@@ -122,6 +126,23 @@ static void stripes_unlock(struct cow *c, const struct stripe_set *set)
 			pthread_rwlock_unlock(&c->stripes[st]);
 }
 
+static int cow_batch_prepare(void *arg, unsigned w,
+			     struct behind_entry *const *v, size_t n);
+static int cow_batch_write(void *arg, struct behind_entry *const *v, size_t n);
+static const struct behind_ops cow_behind_ops = {
+	.prepare = cow_batch_prepare,
+	.write = cow_batch_write,
+};
+
+/* Chunks the write-behind worker preserves per batch: COW_BATCH_CHUNKS,
+ * fewer when they are big (8 MiB of old bytes at most). */
+static size_t behind_batch_chunks(const struct cow *c)
+{
+	size_t n = (8u << 20) / c->cs;
+
+	return n > COW_BATCH_CHUNKS ? COW_BATCH_CHUNKS : n ? n : 1;
+}
+
 static int load_chunk(void *arg, uint64_t chunk_idx, int64_t max_seq)
 {
 	struct cow *c = arg;
@@ -165,6 +186,9 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_init(&c->stripes[i], NULL);
 	r = store_for_each_chunk(s, load_chunk, c);
+	if (!r)
+		r = behind_create(&c->behind, c->cs, behind_batch_chunks(c),
+				  &cow_behind_ops, c);
 	if (r) {
 		cow_destroy(c);
 		return r;
@@ -182,6 +206,9 @@ void cow_destroy(struct cow *c)
 {
 	if (!c)
 		return;
+	behind_destroy(c->behind);
+	for (int i = 0; i < BEHIND_WORKERS; i++)
+		free(c->room[i]);
 	pthread_rwlock_destroy(&c->instant);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_destroy(&c->stripes[i]);
@@ -205,13 +232,16 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
 
 /*
  * Preserves those of chunks[0..n) (ascending) that are still not fresh:
- * reads their live bytes in one batch, takes free slots for them, and
- * hands rows and bytes to the group commit, which writes the bytes,
- * syncs and commits.  Caller holds
- * instant shared and n <= COW_BATCH_CHUNKS.
+ * reads their live bytes in one batch (into room, n chunks long, or a
+ * scratch buffer), takes free slots for them (the first *reserved of
+ * them promised by store_slot_reserve), and hands rows and bytes to the
+ * group commit, which writes the bytes, syncs and commits.  Caller holds instant shared (or is the write-behind worker,
+ * which runs only while no snapshot is being taken) and
+ * n <= COW_BATCH_CHUNKS.
  */
 static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
-			struct cbt_pending *bits)
+			struct cbt_pending *bits, uint64_t *reserved,
+			unsigned char *room)
 {
 	struct stripe_set set;
 	struct io_op ops[COW_BATCH_CHUNKS];
@@ -229,7 +259,7 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 							.data_off = -1 };
 	if (!k)
 		goto out;
-	buf = scratch_get(SCRATCH_CHUNKS, k * (size_t)c->cs);
+	buf = room ? room : scratch_get(SCRATCH_CHUNKS, k * (size_t)c->cs);
 	if (!buf) {
 		r = -ENOMEM;
 		goto out;
@@ -257,7 +287,12 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		rows[i].crc = crc32c(p, c->cs);
 		if (is_zero(p, c->cs))
 			continue;
-		r = store_slot_alloc(c->s, &rows[i].data_off);
+		if (*reserved) {
+			--*reserved;
+			r = store_slot_alloc_reserved(c->s, &rows[i].data_off);
+		} else {
+			r = store_slot_alloc(c->s, &rows[i].data_off);
+		}
 		rows[i].data = p; /* written by the group commit */
 	}
 	if (!r) {
@@ -286,7 +321,8 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	__atomic_fetch_add(&c->preserved_count, k, __ATOMIC_RELAXED);
 out:
 	stripes_unlock(c, &set);
-	scratch_put(SCRATCH_CHUNKS, buf);
+	if (!room)
+		scratch_put(SCRATCH_CHUNKS, buf);
 	return r;
 }
 
@@ -296,7 +332,7 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
 			      struct cbt_pending *p)
 {
 	uint64_t chunks[COW_BATCH_CHUNKS];
-	uint64_t i, last = (off + len - 1) / c->cs;
+	uint64_t i, last = (off + len - 1) / c->cs, none = 0;
 	size_t n = 0;
 	int r;
 
@@ -307,13 +343,13 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
 			continue;
 		chunks[n++] = i;
 		if (n == COW_BATCH_CHUNKS) {
-			r = cow_preserve(c, chunks, n, p);
+			r = cow_preserve(c, chunks, n, p, &none, NULL);
 			if (r)
 				return r;
 			n = 0;
 		}
 	}
-	return n ? cow_preserve(c, chunks, n, p) : 0;
+	return n ? cow_preserve(c, chunks, n, p, &none, NULL) : 0;
 }
 
 /*
@@ -327,6 +363,9 @@ static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len)
 	struct cbt_pending p;
 	int r;
 
+	/* After the queued writes to these chunks, never before them. */
+	if (behind_maybe_queued(c->behind, off, len))
+		behind_wait(c->behind);
 	r = cbt_collect(c->cbt, off, len, &p);
 	if (r)
 		return r;
@@ -339,19 +378,188 @@ static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len)
 	return r;
 }
 
+/* Records [off, off+len) as changed (durably first where the mode asks
+ * for it), preserving nothing.  Caller holds instant shared. */
+static int cow_record_change(struct cow *c, uint64_t off, uint64_t len)
+{
+	struct cbt_pending p;
+	int r;
+
+	r = cbt_collect(c->cbt, off, len, &p);
+	if (r)
+		return r;
+	if (p.n && !p.committed)
+		r = store_commit(c->s, NULL, 0, p.gen, p.words, p.n);
+	if (!r)
+		cbt_apply(c->cbt, &p);
+	cbt_pending_free(&p);
+	return r;
+}
+
 /*
- * Takes instant shared and prepares a change of [off, off+len).  When the
- * store is full and on_full=drop-oldest, lets go of the lock, has a
- * snapshot dropped and tries again.  Returns with instant held, 0 or
- * -errno.
+ * Queues a write that must preserve chunks first, or that follows a
+ * queued write to the same chunks (behind.c), once its changed blocks
+ * are recorded and the store slots its preservation may take are
+ * promised.  0 when queued: the write is answered and the worker
+ * finishes it (cow_write_batch).  1 when the caller must make the change
+ * itself: nothing to wait for, or no room in the store (the synchronous
+ * path makes room or fails the write).  Or -errno.  Caller holds instant
+ * shared.
  */
-static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len)
+static int cow_write_behind(struct cow *c, const void *buf, size_t len,
+			    uint64_t off)
+{
+	uint64_t i, last = (off + len - 1) / c->cs, k = 0;
+	int r;
+
+	if (len > BEHIND_MAX_WRITE)
+		return 1;
+	if (c->newest)
+		for (i = off / c->cs; i <= last; i++)
+			k += !bit_test(c->fresh, i);
+	if (!k && !behind_maybe_queued(c->behind, off, len))
+		return 1;
+	if (k && store_slot_reserve(c->s, k))
+		return 1;
+	r = cow_record_change(c, off, len);
+	if (!r)
+		r = behind_queue(c->behind, buf, len, off, (uint32_t)k);
+	if (r)
+		store_slot_unreserve(c->s, k);
+	return r;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool overlap(const struct behind_entry *a, const struct behind_entry *b)
+{
+	return a->off < b->off + b->len && b->off < a->off + a->len;
+}
+
+static void log_dropped(struct behind_entry *const *v, size_t n, int r)
+{
+	log_error("cow: %zu queued writes from %llu (%zu bytes) dropped: %s; "
+		  "the next fsync reports it",
+		  n, (unsigned long long)v[0]->off, v[0]->len, strerror(-r));
+}
+
+/*
+ * Prepares a write-behind batch, v[0..n) in the order they were queued,
+ * on worker w: preserves every chunk they touch that is not fresh, a
+ * commit per behind_batch_chunks chunks, with the slots promised when
+ * each was queued.  Runs alongside the other worker's batch (the stripe
+ * locks keep one chunk from being preserved twice) and only while no
+ * snapshot is being taken (cow_quiesce waits for the queue), so newest
+ * is that of the writes' instant.
+ */
+static int cow_batch_prepare(void *arg, unsigned w,
+			     struct behind_entry *const *v, size_t n)
+{
+	struct cow *c = arg;
+	struct cbt_pending none = { 0 };
+	uint64_t *chunks = NULL, reserved = 0, ch;
+	size_t nc = 0, total = 0, i, j, piece = behind_batch_chunks(c);
+	int r = 0;
+
+	/* Kept for good: fresh pages for every batch cost more than the
+	 * copies themselves. */
+	if (!c->room[w])
+		c->room[w] = aligned_alloc(4096, piece * c->cs);
+	for (i = 0; i < n; i++) {
+		reserved += v[i]->reserved;
+		total += (v[i]->off + v[i]->len - 1) / c->cs -
+			 v[i]->off / c->cs + 1;
+	}
+	chunks = malloc(total * sizeof(*chunks));
+	if (!chunks || !c->room[w]) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n && c->newest; i++)
+		for (ch = v[i]->off / c->cs;
+		     ch <= (v[i]->off + v[i]->len - 1) / c->cs; ch++)
+			if (!bit_test(c->fresh, ch))
+				chunks[nc++] = ch;
+	qsort(chunks, nc, sizeof(*chunks), cmp_u64);
+	for (i = j = 0; i < nc; i++)
+		if (!j || chunks[i] != chunks[j - 1])
+			chunks[j++] = chunks[i];
+	nc = j;
+	for (i = 0; i < nc && !r; i += piece)
+		r = cow_preserve(c, chunks + i, nc - i < piece ? nc - i : piece,
+				 &none, &reserved, c->room[w]);
+out:
+	store_slot_unreserve(c->s, reserved);
+	free(chunks);
+	if (r)
+		log_dropped(v, n, r);
+	return r == -ENOSPC || r == -ENOMEM ? r : r ? -EIO : 0;
+}
+
+/*
+ * Writes a prepared batch to the backing, once every earlier batch is
+ * written: one io_uring batch as long as no entry overlaps an earlier
+ * one of it.
+ */
+static int cow_batch_write(void *arg, struct behind_entry *const *v, size_t n)
+{
+	struct cow *c = arg;
+	struct io_op *ops = malloc(n * sizeof(*ops));
+	size_t i, j, g;
+	int r = 0;
+
+	if (!ops) {
+		log_dropped(v, n, -ENOMEM);
+		return -ENOMEM;
+	}
+	for (i = g = 0; i < n && !r; i++) {
+		for (j = g; j < i && !overlap(v[j], v[i]); j++)
+			;
+		if (j < i) { /* the earlier one must land first */
+			r = uring_run(c->io, ops + g, (unsigned)(i - g));
+			g = i;
+		}
+		ops[i] = (struct io_op){ .fd = c->b->fd,
+					 .write = true,
+					 .buf = (void *)v[i]->data,
+					 .len = v[i]->len,
+					 .off = v[i]->off,
+					 .fault = "backing.write" };
+	}
+	if (!r)
+		r = uring_run(c->io, ops + g, (unsigned)(n - g));
+	free(ops);
+	if (r)
+		log_dropped(v, n, r);
+	return r ? -EIO : 0;
+}
+
+/*
+ * Takes instant shared and prepares a change of [off, off+len); a write
+ * (buf given) may be queued behind instead (*queued set), and is then
+ * done.  When the store is full and on_full=drop-oldest, lets go of the
+ * lock, has a snapshot dropped and tries again.  Returns with instant
+ * held, 0 or -errno.
+ */
+static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
+			    const void *buf, bool *queued)
 {
 	int r;
 
 	for (;;) {
 		pthread_rwlock_rdlock(&c->instant);
-		r = cow_prepare_change(c, off, len);
+		r = buf ? cow_write_behind(c, buf, (size_t)len, off) : 1;
+		if (!r) {
+			*queued = true;
+			return 0;
+		}
+		if (r == 1)
+			r = cow_prepare_change(c, off, len);
 		if (r != -ENOSPC || !c->make_room)
 			return r;
 		pthread_rwlock_unlock(&c->instant);
@@ -380,6 +588,9 @@ ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off)
 	op.len = clip(c, len, off);
 	if (!op.len)
 		return 0;
+	/* A queued write to these chunks has returned: it must be seen. */
+	if (behind_maybe_queued(c->behind, off, op.len))
+		behind_wait(c->behind);
 	r = uring_run(c->io, &op, 1);
 	return r ? r : (ssize_t)op.len;
 }
@@ -391,6 +602,7 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len, uint64_t off)
 			    .buf = (void *)buf,
 			    .off = off,
 			    .fault = "backing.write" };
+	bool queued = false;
 	int r;
 
 	if (len && off >= c->size)
@@ -398,8 +610,8 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len, uint64_t off)
 	op.len = clip(c, len, off);
 	if (!op.len)
 		return 0;
-	r = cow_begin_change(c, off, op.len);
-	if (!r)
+	r = cow_begin_change(c, off, op.len, buf, &queued);
+	if (!r && !queued)
 		r = uring_run(c->io, &op, 1);
 	pthread_rwlock_unlock(&c->instant);
 	if (r)
@@ -442,7 +654,7 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 	len = clip(c, len, off);
 	if (!len)
 		return 0;
-	r = cow_begin_change(c, off, len);
+	r = cow_begin_change(c, off, len, NULL, NULL);
 	if (!r && (r = FAULT("backing.discard")) > 0)
 		r = -EIO;
 	if (!r && fallocate(c->b->fd, mode, (off_t)off, (off_t)len) < 0) {
@@ -459,7 +671,17 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 
 int cow_flush(struct cow *c)
 {
-	return backing_sync(c->b);
+	int r, e;
+
+	behind_wait(c->behind);
+	r = backing_sync(c->b);
+	e = behind_error(c->behind, &c->flush_seen);
+	return r ? r : e;
+}
+
+int cow_write_error(struct cow *c)
+{
+	return behind_error(c->behind, &c->instant_seen);
 }
 
 /* Reads and verifies one preserved copy into dst (whole chunk). */
@@ -657,7 +879,11 @@ int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence)
 	if (off >= c->size)
 		return -ENXIO;
 	if (!seq) {
-		int64_t r = backing_seek(c, off, whence);
+		int64_t r;
+
+		if (!behind_idle(c->behind)) /* queued data fills holes */
+			behind_wait(c->behind);
+		r = backing_seek(c, off, whence);
 
 		if (whence == SEEK_DATA && r == (int64_t)c->size)
 			return -ENXIO;
@@ -700,6 +926,7 @@ int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence)
 void cow_quiesce(struct cow *c)
 {
 	pthread_rwlock_wrlock(&c->instant);
+	behind_wait(c->behind);
 }
 
 void cow_resume(struct cow *c)

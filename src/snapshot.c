@@ -256,7 +256,11 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 
 	cow_quiesce(ss->c);
 	row.created_ns = now_ns();
-	r = ss->durability == DURABILITY_FULL ? backing_sync(ss->b) : 0;
+	/* A write that returned but could not be made is not in the image:
+	 * no instant holds every write that returned. */
+	r = cow_write_error(ss->c);
+	if (!r && ss->durability == DURABILITY_FULL)
+		r = backing_sync(ss->b);
 	if (!r)
 		r = cbt_seal(ss->cbt);
 	if (!r)

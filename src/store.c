@@ -88,6 +88,7 @@ struct store {
 	uint64_t nslots; /* slots the map covers */
 	uint64_t slot_hint; /* no free slot below this */
 	uint64_t slots_in_use;
+	uint64_t slots_reserved; /* promised to queued writes (cow.c) */
 	uint64_t limit_slots; /* with has_limit: diff_max in slots */
 	bool has_limit;
 	bool low_warned; /* the 90% warning was given */
@@ -1015,14 +1016,19 @@ int store_dir_fd(const struct store *s)
 	return s->dir_fd;
 }
 
-int store_slot_alloc(struct store *s, int64_t *data_off)
+/* Takes a free slot; reserved: one of the caller's reservations, already
+ * counted against the limit. */
+static int slot_alloc(struct store *s, int64_t *data_off, bool reserved)
 {
 	bool warn = false;
 	uint64_t i;
 	int r;
 
 	pthread_mutex_lock(&s->slot_lock);
-	if (s->has_limit && s->slots_in_use + 1 > s->limit_slots) {
+	if (reserved && s->slots_reserved) {
+		s->slots_reserved--;
+	} else if (s->has_limit &&
+		   s->slots_in_use + s->slots_reserved + 1 > s->limit_slots) {
 		pthread_mutex_unlock(&s->slot_lock);
 		return -ENOSPC;
 	}
@@ -1041,6 +1047,8 @@ int store_slot_alloc(struct store *s, int64_t *data_off)
 		if (s->has_limit && !s->low_warned &&
 		    s->slots_in_use * 10 >= s->limit_slots * 9)
 			warn = s->low_warned = true;
+	} else if (reserved) {
+		s->slots_reserved++;
 	}
 	pthread_mutex_unlock(&s->slot_lock);
 	if (warn)
@@ -1052,6 +1060,37 @@ int store_slot_alloc(struct store *s, int64_t *data_off)
 				(unsigned long long)(s->limit_slots *
 						     s->info.chunk_size));
 	return r;
+}
+
+int store_slot_alloc(struct store *s, int64_t *data_off)
+{
+	return slot_alloc(s, data_off, false);
+}
+
+int store_slot_alloc_reserved(struct store *s, int64_t *data_off)
+{
+	return slot_alloc(s, data_off, true);
+}
+
+int store_slot_reserve(struct store *s, uint64_t n)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&s->slot_lock);
+	if (s->has_limit &&
+	    s->slots_in_use + s->slots_reserved + n > s->limit_slots)
+		r = -ENOSPC;
+	else
+		s->slots_reserved += n;
+	pthread_mutex_unlock(&s->slot_lock);
+	return r;
+}
+
+void store_slot_unreserve(struct store *s, uint64_t n)
+{
+	pthread_mutex_lock(&s->slot_lock);
+	s->slots_reserved -= n < s->slots_reserved ? n : s->slots_reserved;
+	pthread_mutex_unlock(&s->slot_lock);
 }
 
 void store_set_limit(struct store *s, uint64_t diff_max)

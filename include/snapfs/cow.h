@@ -34,7 +34,11 @@ ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off);
 
 /* Writes live bytes, first preserving every chunk it touches that a
  * snapshot still needs.  Bytes written (short at the image's end, -ENOSPC
- * past it) or -errno; nothing is overwritten unless preserved first. */
+ * past it) or -errno; nothing is overwritten unless preserved first.  A
+ * write that must preserve may return once it is queued (write-behind):
+ * reads see it at once; cow_flush and a snapshot wait for it, and an
+ * error that drops it is returned by the next cow_flush and
+ * cow_write_error. */
 ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
 		       uint64_t off);
 
@@ -42,8 +46,13 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
  * 0 or -errno. */
 int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero);
 
-/* Flushes live data to stable storage.  0 or -errno. */
+/* Writes what is queued and flushes live data to stable storage.  0 or
+ * -errno, also when a queued write was dropped since the last flush. */
 int cow_flush(struct cow *c);
+
+/* -errno when a queued write was dropped since the last call (each
+ * snapshot asks, after cow_quiesce), else 0. */
+int cow_write_error(struct cow *c);
 
 /* Reads snapshot seq's bytes [off, off+len) clipped to the image; every
  * preserved chunk's checksum is verified (-EIO on mismatch). */
@@ -54,8 +63,8 @@ ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
  * -ENXIO / -errno. */
 int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence);
 
-/* Waits for every running live write and holds new ones back: the instant
- * of a snapshot.  Pair with cow_resume(). */
+/* Waits for every running live write and every queued one, and holds new
+ * ones back: the instant of a snapshot.  Pair with cow_resume(). */
 void cow_quiesce(struct cow *c);
 void cow_resume(struct cow *c);
 

@@ -109,6 +109,20 @@ void store_set_limit(struct store *s, uint64_t diff_max);
  * the limit. */
 int store_slot_alloc(struct store *s, int64_t *data_off);
 
+/*
+ * Promises n slots to writes that will preserve later (cow.c's
+ * write-behind): counted against the limit from now on.  0, or -ENOSPC
+ * when they would not fit.
+ */
+int store_slot_reserve(struct store *s, uint64_t n);
+
+/* Takes a slot promised by store_slot_reserve (a plain store_slot_alloc
+ * when none is left). */
+int store_slot_alloc_reserved(struct store *s, int64_t *data_off);
+
+/* Gives back n promised slots that were not needed. */
+void store_slot_unreserve(struct store *s, uint64_t n);
+
 /* Returns a slot reserved by store_slot_alloc that was never committed. */
 void store_slot_free(struct store *s, int64_t data_off);
 

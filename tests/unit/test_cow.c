@@ -27,6 +27,19 @@ static int64_t snap(void)
 	return s.seq;
 }
 
+/* What was preserved, once the queued writes are written (cow_flush). */
+static uint64_t preserved(void)
+{
+	cr_assert_eq(cow_flush(ch.c), 0);
+	return cow_preserved_count(ch.c);
+}
+
+static uint64_t used_bytes(void)
+{
+	cr_assert_eq(cow_flush(ch.c), 0);
+	return store_bytes_used(ch.s);
+}
+
 static void write_pattern(uint64_t off, size_t len, uint64_t seed)
 {
 	unsigned char *buf = malloc(len);
@@ -40,8 +53,8 @@ Test(cow, without_snapshots_writes_preserve_nothing)
 {
 	chain_init(&ch, 1 << 20, CS, DURABILITY_PROCESS);
 	write_pattern(0, 1 << 20, 1);
-	cr_assert_eq(cow_preserved_count(ch.c), 0);
-	cr_assert_eq(store_bytes_used(ch.s), 0);
+	cr_assert_eq(preserved(), 0);
+	cr_assert_eq(used_bytes(), 0);
 }
 
 Test(cow, a_partial_chunk_write_preserves_the_whole_chunk_once)
@@ -55,9 +68,9 @@ Test(cow, a_partial_chunk_write_preserves_the_whole_chunk_once)
 	s1 = snap();
 	write_pattern(CS + 100, 10, 2); /* inside chunk 1 */
 	write_pattern(CS + 5000, 10, 3); /* chunk 1 again: already fresh */
-	cr_assert_eq(cow_preserved_count(ch.c), 1);
+	cr_assert_eq(preserved(), 1);
 	write_pattern(3 * CS - 8, 16, 4); /* straddles chunks 2 and 3 */
-	cr_assert_eq(cow_preserved_count(ch.c), 3);
+	cr_assert_eq(preserved(), 3);
 	after = chain_read_all(&ch, s1);
 	cr_assert_eq(memcmp(before, after, 1 << 20), 0);
 	free(after);
@@ -79,8 +92,8 @@ Test(cow, one_copy_serves_every_older_snapshot_without_one)
 	s2 = snap();
 	s3 = snap();
 	write_pattern(0, CS, 2); /* one copy, made under s3, serves s1..s3 */
-	cr_assert_eq(cow_preserved_count(ch.c), 1);
-	cr_assert_eq(store_bytes_used(ch.s), CS);
+	cr_assert_eq(preserved(), 1);
+	cr_assert_eq(used_bytes(), CS);
 	int64_t seqs[] = { s1, s2, s3 };
 	for (int i = 0; i < 3; i++) {
 		got = chain_read_all(&ch, seqs[i]);
@@ -108,10 +121,10 @@ Test(cow, deleting_a_middle_snapshot_keeps_the_others_and_frees_space)
 	v3 = chain_read_all(&ch, 0);
 	s3 = snap();
 	write_pattern(0, 256 * 1024, 4);
-	uint64_t used = store_bytes_used(ch.s);
+	uint64_t used = used_bytes();
 
 	cr_assert_eq(snapshots_delete(ch.ss, s2info.uuid), 0);
-	cr_assert_lt(store_bytes_used(ch.s), used, "space of s2 freed");
+	cr_assert_lt(used_bytes(), used, "space of s2 freed");
 	got = chain_read_all(&ch, s1);
 	cr_assert_eq(memcmp(v1, got, 256 * 1024), 0);
 	free(got);
@@ -146,7 +159,7 @@ Test(cow, an_open_snapshot_reads_the_same_bytes_after_delete)
 	free(got);
 	snapshots_release(ch.ss, s1);
 	cr_assert_eq(snapshots_get(ch.ss, s1, &info), -ENOENT, "purged");
-	cr_assert_eq(store_bytes_used(ch.s), 0);
+	cr_assert_eq(used_bytes(), 0);
 	free(v1);
 }
 
@@ -165,7 +178,7 @@ Test(cow, a_deletion_left_pending_by_a_crash_finishes_at_the_next_open)
 	chain_stop(&ch, false); /* the reader never closed */
 	chain_start(&ch);
 	cr_assert_eq(snapshots_get(ch.ss, s1, &info), -ENOENT);
-	cr_assert_eq(store_bytes_used(ch.s), 0);
+	cr_assert_eq(used_bytes(), 0);
 }
 
 Test(cow, punch_and_zero_preserve_first_and_read_back_zeros)
@@ -198,8 +211,8 @@ Test(cow, a_zero_chunk_is_preserved_without_taking_space)
 	chain_init(&ch, 256 * 1024, CS, DURABILITY_PROCESS);
 	s1 = snap();
 	write_pattern(0, 4 * CS, 1);
-	cr_assert_eq(cow_preserved_count(ch.c), 4);
-	cr_assert_eq(store_bytes_used(ch.s), 0);
+	cr_assert_eq(preserved(), 4);
+	cr_assert_eq(used_bytes(), 0);
 	got = chain_read_all(&ch, s1);
 	for (int i = 0; i < 16; i++)
 		cr_assert_eq(memcmp(got + i * CS, zeros, CS), 0);
@@ -215,7 +228,7 @@ Test(cow, a_damaged_copy_reads_as_eio_never_wrong_bytes)
 	write_pattern(0, 256 * 1024, 1);
 	s1 = snap();
 	write_pattern(0, CS, 2);
-	cr_assert_eq(store_bytes_used(ch.s), CS);
+	cr_assert_eq(used_bytes(), CS);
 	/* flip one byte of the preserved copy in the data file */
 	cr_assert_eq(pread(store_data_fd(ch.s), buf, 1, 100), 1);
 	buf[0] ^= 0x40;
@@ -317,4 +330,86 @@ Test(cow, snapshots_taken_under_concurrent_writes_never_change)
 		free(again);
 		free(first[i]);
 	}
+}
+
+/* First writes after a snapshot are queued behind their preservation:
+ * each reads back at once, overlapping ones land in order, the snapshot
+ * keeps the old bytes, and the next snapshot holds every one of them. */
+Test(cow, queued_first_writes_read_back_at_once_and_land_in_order)
+{
+	unsigned char *v0, *model, *got, buf[3 * CS];
+	int64_t s1, s2;
+	unsigned seed = 7;
+
+	chain_init(&ch, 1 << 20, CS, DURABILITY_FULL);
+	write_pattern(0, 1 << 20, 1);
+	v0 = chain_read_all(&ch, 0);
+	model = chain_read_all(&ch, 0);
+	s1 = snap();
+	for (int i = 0; i < 400; i++) {
+		uint64_t off = rand_r(&seed) % ((1 << 20) - sizeof(buf));
+		size_t len = 1 + rand_r(&seed) % sizeof(buf);
+
+		fill_pattern(buf, len, 100 + i);
+		cr_assert_eq(cow_write_live(ch.c, buf, len, off), (ssize_t)len);
+		memcpy(model + off, buf, len);
+		cr_assert_eq(cow_read_live(ch.c, buf, len, off), (ssize_t)len);
+		cr_assert_eq(memcmp(buf, model + off, len), 0,
+			     "write %d does not read back at once", i);
+	}
+	s2 = snap(); /* the instant holds every write that returned */
+	got = chain_read_all(&ch, s2);
+	cr_assert_eq(memcmp(got, model, 1 << 20), 0);
+	free(got);
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(got, v0, 1 << 20), 0, "snapshot 1 changed");
+	free(got);
+	/* and the backing itself, after a flush */
+	cr_assert_eq(cow_flush(ch.c), 0);
+	got = malloc(1 << 20);
+	cr_assert_eq(pread(ch.b.fd, got, 1 << 20, 0), 1 << 20);
+	cr_assert_eq(memcmp(got, model, 1 << 20), 0);
+	free(got);
+	free(model);
+	free(v0);
+}
+
+/* A queued write that cannot reach the backing is dropped, never half
+ * applied over an unpreserved chunk: the next flush and the next
+ * snapshot report it once each, and every snapshot keeps its bytes. */
+Test(cow, a_dropped_queued_write_is_reported_by_flush_and_snapshot)
+{
+	unsigned char *v0, *got, buf[CS];
+	struct snapshot s;
+	int64_t s1;
+	int rw, ro;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_FULL);
+	write_pattern(0, 256 * 1024, 1);
+	v0 = chain_read_all(&ch, 0);
+	s1 = snap();
+	/* the backing turns read-only under the daemon */
+	rw = dup(ch.b.fd);
+	ro = open(ch.img, O_RDONLY);
+	cr_assert_geq(rw, 0);
+	cr_assert_geq(ro, 0);
+	cr_assert_eq(dup2(ro, ch.b.fd), ch.b.fd);
+	fill_pattern(buf, CS, 9);
+	cr_assert_eq(cow_write_live(ch.c, buf, CS, 2 * CS), (ssize_t)CS,
+		     "a first write is answered when queued");
+	cr_assert_eq(cow_flush(ch.c), -EIO);
+	cr_assert_eq(cow_flush(ch.c), 0, "reported once");
+	cr_assert_eq(snapshots_create(ch.ss, &s), -EIO,
+		     "no instant holds the dropped write");
+	cr_assert_eq(dup2(rw, ch.b.fd), ch.b.fd);
+	close(rw);
+	close(ro);
+	got = chain_read_all(&ch, 0);
+	cr_assert_eq(memcmp(got, v0, 256 * 1024), 0, "the write was dropped");
+	free(got);
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(got, v0, 256 * 1024), 0, "snapshot 1 changed");
+	free(got);
+	cr_assert_eq(snapshots_create(ch.ss, &s), 0, "reported once");
+	free(v0);
 }
