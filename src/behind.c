@@ -78,7 +78,7 @@ struct behind {
 	int err;
 	uint64_t err_seq;
 	bool stop;
-	uint16_t pend[PEND_SLOTS];
+	uint32_t pend[PEND_SLOTS];
 };
 
 static size_t first_chunk(const struct behind *q, uint64_t off)
@@ -104,7 +104,7 @@ static void pend_add(struct behind *q, const struct behind_entry *e, int d)
 	if (n > PEND_SLOTS)
 		n = PEND_SLOTS;
 	for (size_t i = 0; i < n; i++, ch++)
-		__atomic_fetch_add(&q->pend[ch % PEND_SLOTS], (uint16_t)d,
+		__atomic_fetch_add(&q->pend[ch % PEND_SLOTS], (uint32_t)d,
 				   __ATOMIC_RELEASE);
 }
 

@@ -39,9 +39,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +73,7 @@ struct store {
 	char *dir;
 	int dir_fd;
 	int data_fd;
+	int data_wfd; /* the group commit's: O_DIRECT where it pays */
 	enum durability durability;
 	struct store_info info;
 
@@ -863,6 +866,27 @@ static void store_unmake(struct store *s)
 		unlinkat(s->dir_fd, names[i], 0);
 }
 
+/*
+ * The descriptor the group commit writes copies through: the data file
+ * opened again with O_DIRECT, so a preserved chunk is not copied into the
+ * page cache on its way (it is written once and seldom read; on disk,
+ * first touch 0.7-0.9 of a plain write against 0.2-0.3 through the page
+ * cache, side by side).  Not on tmpfs, which only emulates direct I/O
+ * with the same copy, nor where the file system refuses it: then fd.
+ * Reads keep the buffered descriptor (any alignment); a direct write
+ * drops the cached pages it overwrites, so they stay coherent.
+ */
+static int open_direct_writer(int fd, const char *path)
+{
+	struct statfs sf;
+	int dfd;
+
+	if (fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC)
+		return fd;
+	dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	return dfd >= 0 ? dfd : fd;
+}
+
 int store_open(struct store **out, const struct store_config *cfg, char *err,
 	       size_t err_len)
 {
@@ -874,7 +898,7 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 
 	if (!s)
 		return -ENOMEM;
-	s->dir_fd = s->data_fd = -1;
+	s->dir_fd = s->data_fd = s->data_wfd = -1;
 	s->durability = cfg->durability;
 	s->gc_tail = &s->gc_head;
 	pthread_mutex_init(&s->db_lock, NULL);
@@ -910,6 +934,7 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 			 strerror(-r));
 		goto err_made;
 	}
+	s->data_wfd = open_direct_writer(s->data_fd, path);
 	r = store_connect(s, err, err_len);
 	if (r)
 		goto err_made;
@@ -982,6 +1007,8 @@ void store_close(struct store *s, bool clean)
 	sqlite3_finalize(s->find_copy);
 	sqlite3_close(s->rdb);
 	sqlite3_close(s->db);
+	if (s->data_wfd >= 0 && s->data_wfd != s->data_fd)
+		close(s->data_wfd);
 	if (s->data_fd >= 0)
 		close(s->data_fd);
 	if (s->dir_fd >= 0)
@@ -1021,7 +1048,7 @@ int store_dir_fd(const struct store *s)
 static int slot_alloc(struct store *s, int64_t *data_off, bool reserved)
 {
 	bool warn = false;
-	uint64_t i;
+	uint64_t i, used = 0, limit = 0;
 	int r;
 
 	pthread_mutex_lock(&s->slot_lock);
@@ -1047,18 +1074,19 @@ static int slot_alloc(struct store *s, int64_t *data_off, bool reserved)
 		if (s->has_limit && !s->low_warned &&
 		    s->slots_in_use * 10 >= s->limit_slots * 9)
 			warn = s->low_warned = true;
+		used = s->slots_in_use;
+		limit = s->limit_slots;
 	} else if (reserved) {
 		s->slots_reserved++;
 	}
 	pthread_mutex_unlock(&s->slot_lock);
 	if (warn)
-		store_add_event(s, "low-space",
-				"the diff store holds %llu of its %llu bytes "
-				"(diff_max): 90%% used",
-				(unsigned long long)(s->slots_in_use *
-						     s->info.chunk_size),
-				(unsigned long long)(s->limit_slots *
-						     s->info.chunk_size));
+		store_add_event(
+			s, "low-space",
+			"the diff store holds %llu of its %llu bytes "
+			"(diff_max): 90%% used",
+			(unsigned long long)(used * s->info.chunk_size),
+			(unsigned long long)(limit * s->info.chunk_size));
 	return r;
 }
 
@@ -1218,7 +1246,15 @@ static int write_batch_data(struct store *s, struct commit_waiter *batch)
 			iov[k] = (struct iovec){ .iov_base = (void *)v[j]->data,
 						 .iov_len = cs };
 		}
-		r = pwritev_all(s->data_fd, iov, k, v[i]->data_off);
+		r = pwritev_all(s->data_wfd, iov, k, v[i]->data_off);
+		if (r == -EINVAL && s->data_wfd != s->data_fd) {
+			/* a device that wants bigger alignment: buffered */
+			log_info("store: direct writes refused, buffered from "
+				 "now on");
+			close(s->data_wfd);
+			s->data_wfd = s->data_fd;
+			r = pwritev_all(s->data_wfd, iov, k, v[i]->data_off);
+		}
 		if (r)
 			log_error("store: write %d chunks at data offset "
 				  "%lld: %s",
