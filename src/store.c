@@ -43,6 +43,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,8 @@ struct store {
 	uint64_t slot_hint; /* no free slot below this */
 	uint64_t slots_in_use;
 	uint64_t slots_reserved; /* promised to queued writes (cow.c) */
+	uint64_t fs_room; /* without a limit: free bytes under the store at
+			     the last look, less what was promised since */
 	uint64_t limit_slots; /* with has_limit: diff_max in slots */
 	bool has_limit;
 	bool low_warned; /* the 90% warning was given */
@@ -1043,6 +1046,37 @@ int store_dir_fd(const struct store *s)
 	return s->dir_fd;
 }
 
+/* Free bytes of the file system under the store (0 if unknown). */
+static uint64_t fs_free_bytes(const struct store *s)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(s->data_fd, &sv) < 0)
+		return 0;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+/*
+ * Without diff_max the limit is the file system's free space less
+ * STORE_FS_MARGIN: the margin keeps room for the index to grow and, when
+ * the store is full, to record the deletions that make room (a file
+ * system filled to the last block fails those too).  Chunks are counted
+ * down from the last look at the free space, which is taken again once
+ * the count comes near the margin.  Takes bytes, or -ENOSPC; slot_lock
+ * held.
+ */
+#define STORE_FS_MARGIN (16ull << 20)
+
+static int fs_take(struct store *s, uint64_t bytes)
+{
+	if (s->fs_room < bytes + STORE_FS_MARGIN)
+		s->fs_room = fs_free_bytes(s);
+	if (s->fs_room < bytes + STORE_FS_MARGIN)
+		return -ENOSPC;
+	s->fs_room -= bytes;
+	return 0;
+}
+
 /* Takes a free slot; reserved: one of the caller's reservations, already
  * counted against the limit. */
 static int slot_alloc(struct store *s, int64_t *data_off, bool reserved)
@@ -1054,8 +1088,9 @@ static int slot_alloc(struct store *s, int64_t *data_off, bool reserved)
 	pthread_mutex_lock(&s->slot_lock);
 	if (reserved && s->slots_reserved) {
 		s->slots_reserved--;
-	} else if (s->has_limit &&
-		   s->slots_in_use + s->slots_reserved + 1 > s->limit_slots) {
+	} else if (s->has_limit ? s->slots_in_use + s->slots_reserved + 1 >
+					  s->limit_slots
+				: fs_take(s, s->info.chunk_size) < 0) {
 		pthread_mutex_unlock(&s->slot_lock);
 		return -ENOSPC;
 	}
@@ -1102,13 +1137,17 @@ int store_slot_alloc_reserved(struct store *s, int64_t *data_off)
 
 int store_slot_reserve(struct store *s, uint64_t n)
 {
+	uint64_t need = n * s->info.chunk_size;
 	int r = 0;
 
 	pthread_mutex_lock(&s->slot_lock);
-	if (s->has_limit &&
-	    s->slots_in_use + s->slots_reserved + n > s->limit_slots)
-		r = -ENOSPC;
-	else
+	if (s->has_limit) {
+		if (s->slots_in_use + s->slots_reserved + n > s->limit_slots)
+			r = -ENOSPC;
+	} else {
+		r = fs_take(s, need);
+	}
+	if (!r)
 		s->slots_reserved += n;
 	pthread_mutex_unlock(&s->slot_lock);
 	return r;

@@ -106,7 +106,7 @@ int store_dir_fd(const struct store *s);
 void store_set_limit(struct store *s, uint64_t diff_max);
 
 /* Reserves a free chunk-sized slot of the data file.  0, or -ENOSPC past
- * the limit. */
+ * diff_max (without it: within 16 MiB of a full file system). */
 int store_slot_alloc(struct store *s, int64_t *data_off);
 
 /*

@@ -27,6 +27,23 @@ Test(crc32c, hardware_and_table_paths_agree_on_every_length_and_alignment)
 				     "len %zu off %zu", len, off);
 }
 
+Test(crc32c, the_three_stream_path_agrees_past_its_stride)
+{
+	size_t max = 5 * 12288 + 100;
+	unsigned char *buf = malloc(max + 8);
+
+	srand(11);
+	for (size_t i = 0; i < max + 8; i++)
+		buf[i] = (unsigned char)rand();
+	for (size_t len = 12288 - 16; len <= max; len += 1021)
+		for (size_t off = 0; off < 8; off += 3)
+			cr_assert_eq(crc32c(buf + off, len),
+				     crc32c_soft(buf + off, len),
+				     "len %zu off %zu", len, off);
+	cr_assert_eq(crc32c(buf, 65536), crc32c_soft(buf, 65536));
+	free(buf);
+}
+
 Test(crc32c, a_single_flipped_bit_changes_the_sum)
 {
 	unsigned char buf[65536] = { 0 };
