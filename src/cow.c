@@ -17,12 +17,18 @@
  * Invariant: fresh implies preserved, and fresh implies that no snapshot
  * reads the chunk live, so a write to a fresh chunk races with no reader.
  *
+ * A write that must preserve first is queued instead (behind.c) and
+ * answered; the queue's workers preserve and write it in order
+ * (cow_batch_prepare, cow_batch_write).
+ *
  * Locking:
  *   instant   a rwlock: every live write holds it shared from its first
- *             preservation to its last byte; a snapshot takes it exclusive
+ *             preservation (or until it is queued) to its last byte; a
+ *             snapshot takes it exclusive and waits for the queue
  *             (cow_quiesce), so it holds every write that returned before
  *             and none that started after.  Writer-preferring, so a stream
- *             of writes cannot starve a snapshot.
+ *             of writes cannot starve a snapshot.  The queue's workers do
+ *             not take it: they run only while no snapshot is being taken.
  *   stripes   rwlocks hashed by chunk: a preservation holds its chunks'
  *             stripes exclusive from the old bytes' read to the commit; a
  *             snapshot read holds them shared while it decides between a
@@ -238,9 +244,8 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
  * reads their live bytes in one batch (into room, n chunks long, or a
  * scratch buffer), takes free slots for them (the first *reserved of
  * them promised by store_slot_reserve), and hands rows and bytes to the
- * group commit, which writes the bytes, syncs and commits.  Caller holds instant shared (or is the write-behind worker,
- * which runs only while no snapshot is being taken) and
- * n <= COW_BATCH_CHUNKS.
+ * group commit, which writes the bytes, syncs and commits.  Caller holds
+ * instant shared or is a write-behind worker; n <= COW_BATCH_CHUNKS.
  */
 static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 			struct cbt_pending *bits, uint64_t *reserved,
