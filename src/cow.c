@@ -362,41 +362,26 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
 
 /*
  * Does what must be durable before a change of [off, off+len) may reach
- * the backing: the preservation of every chunk a snapshot still needs
- * and the changed-block bits, in one commit where both are needed.
- * Caller holds instant shared.
+ * the backing: with preserve, the preservation of every chunk a snapshot
+ * still needs (after any queued write to them), and the changed-block
+ * bits, in one commit where both are needed.  Caller holds instant
+ * shared.
  */
-static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len)
+static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len,
+			      bool preserve)
 {
 	struct cbt_pending p;
 	int r;
 
 	/* After the queued writes to these chunks, never before them. */
-	if (behind_maybe_queued(c->behind, off, len))
+	if (preserve && behind_maybe_queued(c->behind, off, len))
 		behind_wait(c->behind);
 	r = cbt_collect(c->cbt, off, len, &p);
 	if (r)
 		return r;
-	r = cow_preserve_range(c, off, len, &p);
+	if (preserve)
+		r = cow_preserve_range(c, off, len, &p);
 	if (!r && p.n && !p.committed)
-		r = store_commit(c->s, NULL, 0, p.gen, p.words, p.n);
-	if (!r)
-		cbt_apply(c->cbt, &p);
-	cbt_pending_free(&p);
-	return r;
-}
-
-/* Records [off, off+len) as changed (durably first where the mode asks
- * for it), preserving nothing.  Caller holds instant shared. */
-static int cow_record_change(struct cow *c, uint64_t off, uint64_t len)
-{
-	struct cbt_pending p;
-	int r;
-
-	r = cbt_collect(c->cbt, off, len, &p);
-	if (r)
-		return r;
-	if (p.n && !p.committed)
 		r = store_commit(c->s, NULL, 0, p.gen, p.words, p.n);
 	if (!r)
 		cbt_apply(c->cbt, &p);
@@ -409,27 +394,28 @@ static int cow_record_change(struct cow *c, uint64_t off, uint64_t len)
  * queued write to the same chunks (behind.c), once its changed blocks
  * are recorded and the store slots its preservation may take are
  * promised.  0 when queued: the write is answered and the worker
- * finishes it (cow_write_batch).  1 when the caller must make the change
- * itself: nothing to wait for, or no room in the store (the synchronous
- * path makes room or fails the write).  Or -errno.  Caller holds instant
- * shared.
+ * finishes it (cow_batch_prepare, cow_batch_write).  WRITE_DIRECT when
+ * nothing is to be preserved or waited for: the caller records the bits
+ * and writes.  WRITE_SYNC when the caller must preserve first itself (no
+ * room promised: the synchronous path makes room or fails the write).
+ * Or -errno.  Caller holds instant shared.
  */
+enum { WRITE_DIRECT = 1, WRITE_SYNC };
+
 static int cow_write_behind(struct cow *c, const void *buf, size_t len,
 			    uint64_t off)
 {
 	uint64_t i, last = (off + len - 1) / c->cs, k = 0;
 	int r;
 
-	if (len > BEHIND_MAX_WRITE)
-		return 1;
 	if (c->newest)
 		for (i = off / c->cs; i <= last; i++)
 			k += !bit_test(c->fresh, i);
 	if (!k && !behind_maybe_queued(c->behind, off, len))
-		return 1;
-	if (k && store_slot_reserve(c->s, k))
-		return 1;
-	r = cow_record_change(c, off, len);
+		return WRITE_DIRECT;
+	if (len > BEHIND_MAX_WRITE || (k && store_slot_reserve(c->s, k)))
+		return WRITE_SYNC;
+	r = cow_prepare_change(c, off, len, false);
 	if (!r)
 		r = behind_queue(c->behind, buf, len, off, (uint32_t)k);
 	if (r)
@@ -561,13 +547,14 @@ static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
 
 	for (;;) {
 		pthread_rwlock_rdlock(&c->instant);
-		r = buf ? cow_write_behind(c, buf, (size_t)len, off) : 1;
+		r = buf ? cow_write_behind(c, buf, (size_t)len, off)
+			: WRITE_SYNC;
 		if (!r) {
 			*queued = true;
 			return 0;
 		}
-		if (r == 1)
-			r = cow_prepare_change(c, off, len);
+		if (r > 0)
+			r = cow_prepare_change(c, off, len, r == WRITE_SYNC);
 		if (r != -ENOSPC || !c->make_room)
 			return r;
 		pthread_rwlock_unlock(&c->instant);
