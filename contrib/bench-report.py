@@ -19,12 +19,16 @@ import sys
 
 out = sys.argv[1]
 mbs = collections.defaultdict(dict)  # (run, where, job) -> config -> MB/s
+floor = collections.defaultdict(dict)  # (run, where) -> copy-floor job -> MB/s
 for line in open(os.path.join(out, "raw.tsv")):
     f = [x.strip() for x in line.rstrip("\n").split("\t")]
     if len(f) < 5 or f[4].startswith("ERR"):
         continue
     run, where, config, job = f[:4]
-    mbs[(run, where, job)][config] = float(f[4])
+    if config == "copy-floor":
+        floor[(run, where)][job] = float(f[4])
+    else:
+        mbs[(run, where, job)][config] = float(f[4])
 
 CONFIGS = ["raw", "ceiling-default", "ceiling-direct", "live-full",
            "live-process", "1snap-first-full", "1snap-first-process",
@@ -77,6 +81,7 @@ for where in wheres:
 
 # targets
 targets = []
+bounds = []  # (where, copy-floor bound on first touch / no snapshot)
 
 
 def target(name, where, value, limit, ok):
@@ -94,6 +99,16 @@ for where in wheres:
     for job in ("randread-4k-qd16-dio", "randwrite-4k-qd16-dio"):
         target(f"live {job}, no snapshot / ceiling", where,
                med(ratios(where, job, "live-full", ceiling)), ">= 0.9", lambda x: x >= 0.9)
+    # The most first touch could reach if copying were all it did: each
+    # 4 KiB write moves a 64 KiB chunk in and out at the copy-floor rates.
+    bound = []
+    for (run, w), fl in floor.items():
+        v = mbs.get((run, w, "randwrite-4k-qd16-dio"), {})
+        r, wr = fl.get("randread-64k-qd16-dio"), fl.get("write-64k-qd16-dio")
+        if w == where and r and wr and v.get("live-full"):
+            bound.append(4096 / (65536 / r + 65536 / wr) / v["live-full"])
+    if bound:
+        bounds.append((where, med(bound)))
     for job in ("randwrite-4k-sync-buf", "randwrite-4k-qd16-dio"):
         target(f"{job} first touch, 1 snapshot / no snapshot", where,
                med(ratios(where, job, "1snap-first-full", live(0))), ">= 0.5", lambda x: x >= 0.5)
@@ -144,6 +159,9 @@ for (sz, count), m in sorted(create.items()):
 print("\ntargets:")
 for t in targets:
     print(f"  {t['met']:3} {t['where']:6} {t['target']:62} {t['value']:>7} {t['limit']}")
+for where, b in bounds:
+    print(f"  copy floor, {where}: 64 KiB read + 64 KiB write per first touch at the storage's own"
+          f"\n    rates allow at most {b:.2f} of no-snapshot randwrite-4k-qd16-dio")
 
 with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
     w = csv.writer(f)
@@ -158,6 +176,12 @@ with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
         w.writerow(["rss_kib", where, "peak RSS", config, kib, "", "", "", ""])
     for t in targets:
         w.writerow(["target", t["where"], t["target"], "", t["value"], "", "", t["limit"], t["met"]])
+    for where, b in bounds:
+        w.writerow(["bound", where, "copy floor: first touch / no snapshot at most",
+                    "", fmt(b), "", "", "", ""])
+    for (run, where), fl in sorted(floor.items()):
+        for job, v in sorted(fl.items()):
+            w.writerow(["fio_mb_s", where, job, "copy-floor", v, "", "", "", ""])
 
 # chart: ratio to the ceiling per job, one panel per location
 chart = ["raw", "live-full", "live-process", "1snap-first-full", "1snap-rewrite-full",

@@ -30,6 +30,11 @@
 #                        preserved (served from the backing)
 #   snapimg-all          the same image once every chunk is preserved
 #                        (served from the diff store)
+#   copy-floor           no FUSE: 64 KiB random reads of the image and
+#                        64 KiB writes to a file beside it, queue depth 16,
+#                        O_DIRECT; what a first touch must move (the old
+#                        chunk read and copied) at the storage's own
+#                        speed, which bounds first touch from above
 # The daemon's peak RSS (VmHWM) is taken at the end of each mount.
 #
 # Output in DIR/RUN-ID/: raw.tsv (every fio line), rss.tsv, create.tsv,
@@ -145,6 +150,26 @@ first_touch() { # LABEL
 	done
 }
 writes_re() { local IFS='|'; echo "^(${WRITES[*]})\$"; }
+# copy_floor DIR: the copy-floor lines (see above), cold cache.
+copy_floor() {
+	local job rw file
+	for job in randread-64k-qd16-dio write-64k-qd16-dio; do
+		rw=randread file=$IMG
+		[ "$job" = write-64k-qd16-dio ] && rw=write file=$1/floor.tmp
+		sync
+		echo 3 >/proc/sys/vm/drop_caches
+		fio --name="$job" --filename="$file" --size="$SIZE" --rw=$rw \
+			--bs=64k --ioengine=io_uring --iodepth=16 --direct=1 \
+			--runtime="$RUNTIME" --ramp_time=1 --time_based=1 \
+			--output-format=json |
+			jq -r --arg p "$(printf '%s\t%s\tcopy-floor\t%s' "$run" "$where" "$job")" '.jobs[0] |
+				(.read.bw_bytes + .write.bw_bytes) as $bw |
+				(.read.iops + .write.iops) as $iops |
+				"\($p)\t\($bw / 1e6 * 10 | round / 10)\t\($iops | round)\t0"' |
+			tee -a "$OUT/raw.tsv"
+		rm -f "$1/floor.tmp"
+	done
+}
 
 for run in $(seq "$RUNS"); do
 	for where in $WHERE; do
@@ -165,6 +190,7 @@ for run in $(seq "$RUNS"); do
 		echo "== run $run, $where" >&2
 
 		suite raw "$IMG" "$CORE"
+		copy_floor "$W"
 		start ceiling-default "$BIN/ceiling" -f -o backing="$IMG" "$MNT"
 		suite ceiling-default "$MNT/live.img" "$CORE"
 		stop
