@@ -104,7 +104,8 @@ for where in wheres:
     bound = []
     for (run, w), fl in floor.items():
         v = mbs.get((run, w, "randwrite-4k-qd16-dio"), {})
-        r, wr = fl.get("randread-64k-qd16-dio"), fl.get("write-64k-qd16-dio")
+        r = fl.get("randread-64k-qd16-dio") or fl.get("randread-64k-qd16-buf")
+        wr = fl.get("write-64k-qd16-dio") or fl.get("write-64k-qd16-buf")
         if w == where and r and wr and v.get("live-full"):
             bound.append(4096 / (65536 / r + 65536 / wr) / v["live-full"])
     if bound:
