@@ -248,9 +248,9 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
 /*
  * Preserves those of chunks[0..n) (ascending) that are still not fresh:
  * reads their live bytes in one batch (into room, n chunks long, or a
- * scratch buffer), takes free slots for them (the first *reserved of
- * them promised by store_slot_reserve), and hands rows and bytes to the
- * group commit, which writes the bytes, syncs and commits.  Caller holds
+ * scratch buffer), takes consecutive free slots for them (the first
+ * *reserved of them promised by store_slot_reserve), and hands rows and
+ * bytes to the group commit, which writes the bytes, syncs and commits.  Caller holds
  * instant shared or is a write-behind worker; n <= COW_BATCH_CHUNKS.
  */
 static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
@@ -260,8 +260,10 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	struct stripe_set set;
 	struct io_op ops[COW_BATCH_CHUNKS];
 	struct chunk_row rows[COW_BATCH_CHUNKS];
+	int64_t offs[COW_BATCH_CHUNKS];
+	size_t nz[COW_BATCH_CHUNKS];
 	unsigned char *buf = NULL;
-	size_t k = 0, i;
+	size_t k = 0, nnz = 0, i;
 	int r = 0;
 
 	stripes_of(&set, chunks, n);
@@ -295,20 +297,18 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 			  (unsigned long long)rows[0].chunk_idx, strerror(-r));
 		goto out;
 	}
-	for (i = 0; i < k && !r; i++) {
+	for (i = 0; i < k; i++) {
 		unsigned char *p = buf + i * c->cs;
 
 		rows[i].crc = crc32c(p, c->cs);
-		if (is_zero(p, c->cs))
-			continue;
-		if (*reserved) {
-			--*reserved;
-			r = store_slot_alloc_reserved(c->s, &rows[i].data_off);
-		} else {
-			r = store_slot_alloc(c->s, &rows[i].data_off);
+		if (!is_zero(p, c->cs)) {
+			rows[i].data = p; /* written by the group commit */
+			nz[nnz++] = i;
 		}
-		rows[i].data = p; /* written by the group commit */
 	}
+	r = store_slot_alloc_run(c->s, offs, nnz, reserved);
+	for (i = 0; i < nnz; i++)
+		rows[nz[i]].data_off = offs[i];
 	if (!r) {
 		bool with_bits = bits->n && !bits->committed;
 

@@ -1077,21 +1077,20 @@ static int fs_take(struct store *s, uint64_t bytes)
 	return 0;
 }
 
-/* Takes a free slot; reserved: one of the caller's reservations, already
- * counted against the limit. */
-static int slot_alloc(struct store *s, int64_t *data_off, bool reserved)
+/* Takes a free slot, the first at or after the hint; reserved: one of the
+ * caller's reservations, already counted against the limit.  slot_lock
+ * held; *warn set when the store just crossed 90% of diff_max. */
+static int slot_take(struct store *s, int64_t *data_off, bool reserved,
+		     bool *warn)
 {
-	bool warn = false;
-	uint64_t i, used = 0, limit = 0;
+	uint64_t i;
 	int r;
 
-	pthread_mutex_lock(&s->slot_lock);
 	if (reserved && s->slots_reserved) {
 		s->slots_reserved--;
 	} else if (s->has_limit ? s->slots_in_use + s->slots_reserved + 1 >
 					  s->limit_slots
 				: fs_take(s, s->info.chunk_size) < 0) {
-		pthread_mutex_unlock(&s->slot_lock);
 		return -ENOSPC;
 	}
 	for (i = s->slot_hint; i < s->nslots; i++) {
@@ -1108,31 +1107,56 @@ static int slot_alloc(struct store *s, int64_t *data_off, bool reserved)
 		*data_off = (int64_t)(i * s->info.chunk_size);
 		if (s->has_limit && !s->low_warned &&
 		    s->slots_in_use * 10 >= s->limit_slots * 9)
-			warn = s->low_warned = true;
-		used = s->slots_in_use;
-		limit = s->limit_slots;
+			*warn = s->low_warned = true;
 	} else if (reserved) {
 		s->slots_reserved++;
 	}
+	return r;
+}
+
+static void warn_low_space(struct store *s)
+{
+	uint64_t used, limit;
+
+	pthread_mutex_lock(&s->slot_lock);
+	used = s->slots_in_use;
+	limit = s->limit_slots;
 	pthread_mutex_unlock(&s->slot_lock);
-	if (warn)
-		store_add_event(
-			s, "low-space",
+	store_add_event(s, "low-space",
 			"the diff store holds %llu of its %llu bytes "
 			"(diff_max): 90%% used",
 			(unsigned long long)(used * s->info.chunk_size),
 			(unsigned long long)(limit * s->info.chunk_size));
+}
+
+int store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
+			 uint64_t *reserved)
+{
+	bool warn = false;
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < n; i++)
+		offs[i] = -1;
+	pthread_mutex_lock(&s->slot_lock);
+	for (i = 0; i < n && !r; i++) {
+		bool mine = *reserved > 0;
+
+		r = slot_take(s, &offs[i], mine, &warn);
+		if (!r && mine)
+			--*reserved;
+	}
+	pthread_mutex_unlock(&s->slot_lock);
+	if (warn)
+		warn_low_space(s);
 	return r;
 }
 
 int store_slot_alloc(struct store *s, int64_t *data_off)
 {
-	return slot_alloc(s, data_off, false);
-}
+	uint64_t none = 0;
 
-int store_slot_alloc_reserved(struct store *s, int64_t *data_off)
-{
-	return slot_alloc(s, data_off, true);
+	return store_slot_alloc_run(s, data_off, 1, &none);
 }
 
 int store_slot_reserve(struct store *s, uint64_t n)

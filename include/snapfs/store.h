@@ -116,12 +116,16 @@ int store_slot_alloc(struct store *s, int64_t *data_off);
  */
 int store_slot_reserve(struct store *s, uint64_t n);
 
-/* Takes a slot promised by store_slot_reserve (a plain store_slot_alloc
- * when none is left). */
-int store_slot_alloc_reserved(struct store *s, int64_t *data_off);
-
 /* Gives back n promised slots that were not needed. */
 void store_slot_unreserve(struct store *s, uint64_t n);
+
+/* Takes n free slots under one lock, so that one batch's copies sit in
+ * consecutive slots (one read when a snapshot is read in order) however
+ * many threads preserve at once: the first *reserved of them from the
+ * caller's reservations, counted down as they are used.  On error the
+ * slots taken so far stay in offs (the rest -1) for store_slot_free. */
+int store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
+			 uint64_t *reserved);
 
 /* Returns a slot reserved by store_slot_alloc that was never committed. */
 void store_slot_free(struct store *s, int64_t data_off);

@@ -367,3 +367,78 @@ Test(store, concurrent_commits_all_land)
 	cr_assert_eq(store_bytes_used(s), 400 * 4096, "slots rebuilt");
 	store_close(s, true);
 }
+
+struct runner {
+	struct store *s;
+	int64_t offs[30][8];
+	int ret;
+};
+
+static void *alloc_runs(void *arg)
+{
+	struct runner *r = arg;
+
+	for (int i = 0; i < 30 && !r->ret; i++) {
+		uint64_t none = 0;
+
+		r->ret = store_slot_alloc_run(r->s, r->offs[i], 8, &none);
+	}
+	return NULL;
+}
+
+Test(store, a_run_of_slots_is_consecutive_whoever_else_allocates)
+{
+	struct store_config c = config("s", 4096, 64 << 20, "file:1:2");
+	struct runner rs[4];
+	pthread_t t[4];
+	struct store *s;
+	char err[256];
+	static unsigned char seen[4 * 30 * 8 + 1];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 4; i++) {
+		rs[i].s = s;
+		rs[i].ret = 0;
+		pthread_create(&t[i], NULL, alloc_runs, &rs[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(rs[i].ret, 0);
+		for (int k = 0; k < 30; k++)
+			for (int j = 0; j < 8; j++) {
+				int64_t slot = rs[i].offs[k][j] / 4096;
+
+				cr_assert(slot >= 0 && slot < 4 * 30 * 8);
+				cr_assert_eq(
+					rs[i].offs[k][j],
+					rs[i].offs[k][0] + j * 4096,
+					"run %d of thread %d not consecutive",
+					k, i);
+				cr_assert_not(seen[slot]++, "slot %lld twice",
+					      (long long)slot);
+			}
+	}
+	store_close(s, true);
+}
+
+Test(store, a_run_takes_reservations_first_and_stops_at_the_limit)
+{
+	struct store_config c = config("s", 4096, 64 << 20, "file:1:2");
+	int64_t offs[8];
+	uint64_t reserved = 5;
+	struct store *s;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	store_set_limit(s, 10 * 4096);
+	cr_assert_eq(store_slot_reserve(s, 5), 0);
+	cr_assert_eq(store_slot_alloc_run(s, offs, 8, &reserved), 0);
+	cr_assert_eq(reserved, 0, "every reservation used");
+	/* 8 in use, none promised: two more fit, the third does not */
+	cr_assert_eq(store_slot_alloc_run(s, offs, 3, &reserved), -ENOSPC);
+	cr_assert(offs[0] >= 0 && offs[1] >= 0);
+	cr_assert_eq(offs[2], -1);
+	store_slot_free(s, offs[0]);
+	store_slot_free(s, offs[1]);
+	store_close(s, true);
+}
