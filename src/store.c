@@ -1062,15 +1062,20 @@ static uint64_t fs_free_bytes(const struct store *s)
  * the store is full, to record the deletions that make room (a file
  * system filled to the last block fails those too).  Chunks are counted
  * down from the last look at the free space, which is taken again once
- * the count comes near the margin.  Takes bytes, or -ENOSPC; slot_lock
- * held.
+ * the count comes near the margin; a look does not see the slots promised
+ * to queued writes (not written yet), so they are taken off what it
+ * finds.  Takes bytes, or -ENOSPC; slot_lock held.
  */
 #define STORE_FS_MARGIN (16ull << 20)
 
 static int fs_take(struct store *s, uint64_t bytes)
 {
-	if (s->fs_room < bytes + STORE_FS_MARGIN)
+	if (s->fs_room < bytes + STORE_FS_MARGIN) {
+		uint64_t promised = s->slots_reserved * s->info.chunk_size;
+
 		s->fs_room = fs_free_bytes(s);
+		s->fs_room = s->fs_room > promised ? s->fs_room - promised : 0;
+	}
 	if (s->fs_room < bytes + STORE_FS_MARGIN)
 		return -ENOSPC;
 	s->fs_room -= bytes;
