@@ -250,8 +250,9 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
  * reads their live bytes in one batch (into room, n chunks long, or a
  * scratch buffer), takes consecutive free slots for them (the first
  * *reserved of them promised by store_slot_reserve), and hands rows and
- * bytes to the group commit, which writes the bytes, syncs and commits.  Caller holds
- * instant shared or is a write-behind worker; n <= COW_BATCH_CHUNKS.
+ * bytes to the group commit, which writes the bytes, syncs and commits.
+ * Caller holds instant shared or is a write-behind worker;
+ * n <= COW_BATCH_CHUNKS.
  */
 static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 			struct cbt_pending *bits, uint64_t *reserved,

@@ -4,8 +4,8 @@
  * (VPCLMULQDQ) where the CPU has it, else the SSE4.2 instruction, else a
  * slicing-by-8 table.
  *
- * The SSE4.2 instruction takes three cycles to give its result but can start one
- * every cycle, so the hardware path runs three independent streams over
+ * The SSE4.2 instruction takes three cycles to give its result but can
+ * start one every cycle, so that path runs three independent streams over
  * three consecutive blocks of STRIDE bytes and joins them: the CRC
  * register is linear, so the register after block A then B is
  * shift(after A) ^ (B's register from zero), where shift advances a
