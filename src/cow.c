@@ -307,7 +307,8 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 			nz[nnz++] = i;
 		}
 	}
-	r = store_slot_alloc_run(c->s, offs, nnz, reserved);
+	if (nnz) /* a batch of zero chunks needs no slot */
+		r = store_slot_alloc_run(c->s, offs, nnz, reserved);
 	for (i = 0; i < nnz; i++)
 		rows[nz[i]].data_off = offs[i];
 	if (!r) {
