@@ -32,6 +32,10 @@ start() {
 }
 
 start
+# The logs exist from the start: a writer killed before it opened its log
+# had no write acknowledged.
+: >>"$WORK/log.buf"
+: >>"$WORK/log.dio"
 for ((round = 1; round <= KILLS; round++)); do
 	$STAMP write "$MNT/live.img" 0 4096 "$WORK/log.buf" $((round * 1000000)) 2>/dev/null &
 	W1=$!
