@@ -200,6 +200,8 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	pthread_rwlockattr_destroy(&attr);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_init(&c->stripes[i], NULL);
+	uring_engine_add_file(io, b->fd);
+	uring_engine_add_file(io, store_data_fd(s));
 	r = store_for_each_chunk(s, load_chunk, c);
 	if (!r)
 		r = behind_create(&c->behind, c->cs, behind_batch_chunks(c),

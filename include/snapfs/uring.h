@@ -25,6 +25,13 @@ struct io_op {
  * -errno. */
 int uring_engine_create(struct uring_engine **out, unsigned depth);
 
+/*
+ * Tells the engine of a file its ops will use, before any thread uses
+ * it: transfers on a file in memory (tmpfs, ramfs) are then made inline
+ * with pread/pwrite rather than through the ring (uring.c says why).
+ */
+void uring_engine_add_file(struct uring_engine *e, int fd);
+
 /* Frees the engine and every ring still open; no thread may use it any
  * more. */
 void uring_engine_destroy(struct uring_engine *e);

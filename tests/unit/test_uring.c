@@ -84,3 +84,44 @@ Test(uring, errors_of_the_file_come_back_as_negative_errno)
 	cr_assert_eq(pwrite(fd, buf, 512, 0), 512);
 	cr_assert_eq(uring_run(e, ops, 2), -EBADF);
 }
+
+/* A batch mixing ops on a file in memory (made inline) with ops on the
+ * ring: every op lands where it should, and an error of either kind is
+ * the batch's. */
+Test(uring, ops_on_a_file_in_memory_mix_with_ring_ops)
+{
+	enum { N = 300, LEN = 4096 };
+	static unsigned char out[N][LEN], in[N][LEN];
+	struct io_op ops[N];
+	char shm[64] = "/dev/shm/snapfs-uring-XXXXXX";
+	int mfd = mkstemp(shm), fds[2];
+
+	cr_assert_geq(mfd, 0);
+	unlink(shm);
+	uring_engine_add_file(e, mfd);
+	fds[0] = fd;
+	fds[1] = mfd;
+	for (int i = 0; i < N; i++) {
+		memset(out[i], i % 251 + 1, LEN);
+		ops[i] = (struct io_op){ .fd = fds[i % 3 == 0],
+					 .write = true,
+					 .buf = out[i],
+					 .len = LEN,
+					 .off = (uint64_t)i * LEN };
+	}
+	cr_assert_eq(uring_run(e, ops, N), 0);
+	for (int i = 0; i < N; i++) {
+		ops[i].write = false;
+		ops[i].buf = in[i];
+	}
+	cr_assert_eq(uring_run(e, ops, N), 0);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(memcmp(in[i], out[i], LEN), 0, "op %d", i);
+
+	ops[0].off = (uint64_t)N * LEN * 2; /* past the end, made inline */
+	cr_assert_eq(uring_run(e, ops, 5), -EIO);
+	ops[0].off = 0;
+	ops[1].fd = 9999; /* on the ring */
+	cr_assert_eq(uring_run(e, ops, 5), -EBADF);
+	close(mfd);
+}
