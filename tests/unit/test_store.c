@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -22,9 +23,13 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[128];
+	char cmd[256];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	/* a test that mounts a small file system does it here */
+	snprintf(cmd, sizeof(cmd),
+		 "! mountpoint -q '%s/small' || umount -l '%s/small'; rm -rf "
+		 "'%s'",
+		 dir, dir, dir);
 	cr_assert_eq(system(cmd), 0);
 }
 
@@ -440,5 +445,43 @@ Test(store, a_run_takes_reservations_first_and_stops_at_the_limit)
 	cr_assert_eq(offs[2], -1);
 	store_slot_free(s, offs[0]);
 	store_slot_free(s, offs[1]);
+	store_close(s, true);
+}
+
+/*
+ * Without diff_max, slots promised to queued writes are not on disk yet:
+ * when the count of free space runs low and the file system is asked
+ * again, what it says must not be promised a second time.  On a 32 MiB
+ * tmpfs (root mounts it; others skip), promises stop at its free space
+ * less the 16 MiB margin, and not later.
+ */
+Test(store, promised_slots_are_not_promised_again_when_space_is_looked_at)
+{
+	enum { CS = 65536, TRIES = 4096 };
+	struct store_config c = config("small/s", CS, 64 << 20, "file:1:2");
+	char mnt[96], cmd[256], err[256];
+	struct statvfs sv;
+	struct store *s;
+	uint64_t n, free_bytes;
+
+	snprintf(mnt, sizeof(mnt), "%s/small", dir);
+	cr_assert_eq(mkdir(mnt, 0700), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "mount -t tmpfs -o size=32m snapfs-test '%s' 2>/dev/null",
+		 mnt);
+	if (system(cmd))
+		cr_skip_test("mounting a small tmpfs needs root");
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(statvfs(mnt, &sv), 0);
+	free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	for (n = 0; n < TRIES && store_slot_reserve(s, 1) == 0; n++)
+		;
+	cr_assert_lt(n, TRIES, "promises never ran out (%llu)",
+		     (unsigned long long)n);
+	cr_assert_leq(n * CS + (16 << 20), free_bytes,
+		      "%llu slots promised with %llu bytes free",
+		      (unsigned long long)n, (unsigned long long)free_bytes);
+	cr_assert_gt(n, 0, "room for one slot at least");
+	store_slot_unreserve(s, n);
 	store_close(s, true);
 }
