@@ -294,7 +294,7 @@ static int uring_run_batch(struct uring_engine *e, struct io_op *ops,
 			   unsigned n)
 {
 	struct io_op *v[SLICE];
-	struct thread_ring *tr;
+	struct thread_ring *tr = NULL;
 	int r = 0, first_err = 0;
 	unsigned i, m = 0;
 
@@ -303,9 +303,9 @@ static int uring_run_batch(struct uring_engine *e, struct io_op *ops,
 	 * kernel worker thread and cost two context switches. */
 	if (n == 1)
 		return op_finish_sync(&ops[0], 0);
-	tr = ring_get(e);
 	for (i = 0; i < n; i++) {
-		if (tr && !runs_inline(e, ops[i].fd)) {
+		/* the thread's ring is made by its first op that needs one */
+		if (!runs_inline(e, ops[i].fd) && (tr || (tr = ring_get(e)))) {
 			v[m++] = &ops[i];
 			if (m < e->depth)
 				continue;

@@ -314,6 +314,19 @@ Test(store, purge_frees_only_copies_no_live_snapshot_reads)
 	store_close(s, true);
 }
 
+/* Runs fn on each of n structs of `each` bytes at args, one thread
+ * each, and waits for them all. */
+static void run_threads(void *(*fn)(void *), void *args, size_t each, int n)
+{
+	pthread_t t[8];
+
+	cr_assert_leq(n, 8);
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, fn, (char *)args + i * each);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+}
+
 struct committer {
 	struct store *s;
 	int id;
@@ -344,21 +357,17 @@ Test(store, concurrent_commits_all_land)
 {
 	struct store_config c = config("s", 4096, 64 << 20, "file:1:2");
 	struct committer cs[8];
-	pthread_t t[8];
 	struct store *s;
 	struct chunk_row got;
 	char err[256];
 
 	c.durability = DURABILITY_FULL;
 	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < 8; i++)
 		cs[i] = (struct committer){ s, i, 0 };
-		pthread_create(&t[i], NULL, commit_many, &cs[i]);
-	}
-	for (int i = 0; i < 8; i++) {
-		pthread_join(t[i], NULL);
+	run_threads(commit_many, cs, sizeof(cs[0]), 8);
+	for (int i = 0; i < 8; i++)
 		cr_assert_eq(cs[i].ret, 0);
-	}
 	store_close(s, true);
 	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
 	for (int i = 0; i < 8; i++)
@@ -395,7 +404,6 @@ Test(store, a_run_of_slots_is_consecutive_whoever_else_allocates)
 {
 	struct store_config c = config("s", 4096, 64 << 20, "file:1:2");
 	struct runner rs[4];
-	pthread_t t[4];
 	struct store *s;
 	char err[256];
 	static unsigned char seen[4 * 30 * 8 + 1];
@@ -404,10 +412,9 @@ Test(store, a_run_of_slots_is_consecutive_whoever_else_allocates)
 	for (int i = 0; i < 4; i++) {
 		rs[i].s = s;
 		rs[i].ret = 0;
-		pthread_create(&t[i], NULL, alloc_runs, &rs[i]);
 	}
+	run_threads(alloc_runs, rs, sizeof(rs[0]), 4);
 	for (int i = 0; i < 4; i++) {
-		pthread_join(t[i], NULL);
 		cr_assert_eq(rs[i].ret, 0);
 		for (int k = 0; k < 30; k++)
 			for (int j = 0; j < 8; j++) {
