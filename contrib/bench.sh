@@ -36,6 +36,10 @@
 #                        store writes its copies; what a first touch must
 #                        move (the old chunk read and copied) at the
 #                        storage's own speed, which bounds first touch
+#                        on disk; on tmpfs the writes' speed follows how
+#                        fast the host hands out new pages (587 MB/s in
+#                        one run, 7.4 GB/s by hand into recycled ones),
+#                        and first touch has beaten it: no bound there
 # The daemon's peak RSS (VmHWM) is taken at the end of each mount.
 #
 # Output in DIR/RUN-ID/: raw.tsv (every fio line), rss.tsv, create.tsv,
