@@ -643,9 +643,14 @@ int main(int argc, char **argv)
 	cmd = argv[1];
 	mnt = argv[2];
 	if (!strcmp(cmd, "check")) {
+		char why[4400];
+
 		if (argc != 3)
 			return usage_error("check takes one STORE_DIR");
-		return store_check(argv[2], stdout) ? 1 : 0;
+		if (!store_check(argv[2], stdout, why, sizeof(why)))
+			return 0;
+		fflush(stdout);
+		return fail("%s", why);
 	}
 
 	if (!strcmp(cmd, "create")) {

@@ -2240,7 +2240,7 @@ static int copy_index(const char *dir, char *tmpdir, size_t len)
 	return copy_file(from, to);
 }
 
-int store_check(const char *dir, FILE *report)
+int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 {
 	char path[4200], uri[8500], tmpdir[64] = "";
 	uint64_t cs = 0, image_size = 0, nrows = 0;
@@ -2253,14 +2253,16 @@ int store_check(const char *dir, FILE *report)
 
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
-		fprintf(report, "store %s: %s\n", dir, strerror(errno));
-		return -errno;
+		rc = -errno;
+		snprintf(why, why_len, "store %s: cannot be checked: %s", dir,
+			 strerror(-rc));
+		return rc;
 	}
 	if (flock(dfd, LOCK_SH | LOCK_NB) < 0) {
-		fprintf(report,
-			"store %s: in use by a running snapfs daemon: unmount "
-			"it first\n",
-			dir);
+		snprintf(why, why_len,
+			 "store %s: cannot be checked: in use by a running "
+			 "snapfs daemon: unmount it first",
+			 dir);
 		close(dfd);
 		return -EBUSY;
 	}
@@ -2268,8 +2270,10 @@ int store_check(const char *dir, FILE *report)
 	wal = access(path, F_OK) == 0;
 	snprintf(path, sizeof(path), "%s/index.db", dir);
 	if (access(path, F_OK) < 0) {
-		fprintf(report, "store %s: not a snapfs store (no index.db)\n",
-			dir);
+		snprintf(why, why_len,
+			 "store %s: cannot be checked: not a snapfs store (no "
+			 "index.db)",
+			 dir);
 		close(dfd);
 		return -ENOENT;
 	}
@@ -2334,9 +2338,13 @@ out:
 			"store %s: ok (%llu preserved chunks checked, chunk "
 			"size %llu)\n",
 			dir, (unsigned long long)nrows, (unsigned long long)cs);
-	else
+	else {
 		fprintf(report, "store %s: %u problem%s\n", dir, bad,
 			bad == 1 ? "" : "s");
+		snprintf(why, why_len,
+			 "store %s: damaged (%u problem%s, listed on stdout)",
+			 dir, bad, bad == 1 ? "" : "s");
+	}
 	sqlite3_close(db);
 	if (tmpdir[0]) {
 		static const char *const names[] = { "index.db", "index.db-wal",

@@ -236,9 +236,11 @@ int store_list_events(struct store *s, size_t max, struct store_event **out,
  * Verifies an unmounted store without writing to it: index integrity,
  * every preserved chunk inside the data file, aligned, not shared, and
  * matching its checksum.  Writes a report (one line a problem, then a
- * summary) to report.  0 when sound, -EIO with problems, -EBUSY when a
- * daemon has it, -errno otherwise.
+ * summary) to report.  0 when sound; otherwise why (why_len bytes) gets
+ * one line, the verdict or the reason it could not be checked, and the
+ * result is -EIO with problems, -EBUSY when a daemon has it, -errno
+ * otherwise (nothing written to report when it could not be checked).
  */
-int store_check(const char *dir, FILE *report);
+int store_check(const char *dir, FILE *report, char *why, size_t why_len);
 
 #endif

@@ -1,7 +1,8 @@
 #!/bin/bash
 # snapfsctl check STORE: a sound store passes (also right after kill -9),
 # damage is reported with a non-zero exit, a mounted store is refused, and
-# the check never writes.
+# the check never writes.  The report goes to stdout; a failure adds one
+# line on stderr, the verdict or why the store could not be checked.
 . "$TESTLIB"
 
 IMG=$WORK/img
@@ -15,15 +16,36 @@ dd if=/dev/urandom of="$MNT/live.img" bs=64K count=20 conv=notrunc,fsync status=
 snap "$MNT" >/dev/null
 dd if=/dev/urandom of="$MNT/live.img" bs=64K seek=10 count=20 conv=notrunc,fsync status=none
 
-rc=0
-"$SNAPFSCTL" check "$STORE" >"$WORK/out" || rc=$?
-[ "$rc" = 1 ] || fail "check of a mounted store: exit $rc"
-grep -q "in use by a running snapfs daemon" "$WORK/out" || fail "$(cat "$WORK/out")"
+# CHECK DIR: runs snapfsctl check DIR, stdout in $WORK/out, stderr in
+# $WORK/err, the exit status in $rc
+CHECK() {
+	rc=0
+	"$SNAPFSCTL" check "$1" >"$WORK/out" 2>"$WORK/err" || rc=$?
+}
+# one line on stderr matching $1, and nothing on stdout
+cannot_check() {
+	[ "$rc" = 1 ] || fail "$2: exit $rc"
+	[ "$(wc -l <"$WORK/err")" = 1 ] || fail "$2: stderr: $(cat "$WORK/err")"
+	grep -q "$1" "$WORK/err" || fail "$2: stderr: $(cat "$WORK/err")"
+	[ ! -s "$WORK/out" ] || fail "$2: stdout: $(cat "$WORK/out")"
+}
+# the report on stdout matching $1, one line on stderr saying it is damaged
+damaged() {
+	[ "$rc" = 1 ] || fail "$2: exit $rc"
+	grep -q "$1" "$WORK/out" || fail "$2: stdout: $(cat "$WORK/out")"
+	[ "$(wc -l <"$WORK/err")" = 1 ] || fail "$2: stderr: $(cat "$WORK/err")"
+	grep -q "damaged" "$WORK/err" || fail "$2: stderr: $(cat "$WORK/err")"
+}
+
+CHECK "$STORE"
+cannot_check "in use by a running snapfs daemon" "check of a mounted store"
 
 # right after kill -9: the WAL is still there, and the store is sound
 kill9_snapfs "$MNT"
 BEFORE=$(tree_sum "$STORE")
-"$SNAPFSCTL" check "$STORE" >"$WORK/out" || { cat "$WORK/out"; fail "check after kill -9"; }
+"$SNAPFSCTL" check "$STORE" >"$WORK/out" 2>"$WORK/err" ||
+	fail "check after kill -9: $(cat "$WORK/out" "$WORK/err")"
+[ ! -s "$WORK/err" ] || fail "a sound store: stderr: $(cat "$WORK/err")"
 grep -q "ok (40 preserved chunks checked" "$WORK/out" || fail "$(cat "$WORK/out")"
 [ "$(tree_sum "$STORE")" = "$BEFORE" ] || fail "check wrote to the store"
 start_snapfs "$IMG" "$MNT"
@@ -40,20 +62,17 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(70000)
     f.write(bytes([b[0] ^ 0x10]))
 PY
-rc=0
-"$SNAPFSCTL" check "$STORE" >"$WORK/out" || rc=$?
-[ "$rc" = 1 ] || fail "damaged chunk: exit $rc"
-grep -q "at data offset 65536 fails its checksum" "$WORK/out" || fail "$(cat "$WORK/out")"
+CHECK "$STORE"
+damaged "at data offset 65536 fails its checksum" "damaged chunk"
 grep -q "1 problem" "$WORK/out" || fail "$(cat "$WORK/out")"
 # a data file cut short
 rm -rf "$STORE" && cp -a "$WORK/saved" "$STORE"
 truncate -s 131072 "$STORE/data"
-rc=0
-"$SNAPFSCTL" check "$STORE" >"$WORK/out" || rc=$?
-[ "$rc" = 1 ] || fail "short data file: exit $rc"
-grep -q "outside the data file" "$WORK/out" || fail "$(cat "$WORK/out")"
-# not a store at all
-rc=0
-"$SNAPFSCTL" check "$WORK" >"$WORK/out" || rc=$?
-[ "$rc" = 1 ] || fail "not a store: exit $rc"
+CHECK "$STORE"
+damaged "outside the data file" "short data file"
+# not a store at all, and no directory at all
+CHECK "$WORK"
+cannot_check "not a snapfs store" "not a store"
+CHECK "$WORK/nothing-here"
+cannot_check "No such file or directory" "missing directory"
 echo "check: ok"
