@@ -10,7 +10,9 @@ PKGS=(
 	libsqlite3-dev					# the diff store's index
 	libcriterion-dev				# unit tests
 	fio e2fsprogs util-linux procps python3		# integration tests
-	clang						# libFuzzer targets
+	clang libclang-rt-dev				# libFuzzer targets and
+							# their runtime (a
+							# recommend of clang's)
 	jq gnuplot-nox					# make bench
 	dpkg-dev debhelper bash-completion systemd	# the package and its test
 )
