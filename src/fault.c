@@ -9,6 +9,7 @@
  * passed on any thread.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@ static const char *const points[] = {
 	"index.commit", /* the group commit of chunks and bitmap bits */
 	"index.snapshot", /* recording a new snapshot */
 	"index.purge", /* deleting a snapshot and its copies */
+	"index.checkpoint", /* a write into index.db: under WAL, only a
+			     * checkpoint writes there */
 	NULL,
 };
 
@@ -48,6 +51,11 @@ static bool known(const char *point)
 	return false;
 }
 
+bool fault_armed(const char *point)
+{
+	return armed.first && !strcmp(armed.point, point);
+}
+
 int fault_init(void)
 {
 	const char *spec = getenv("SNAPFS_FAULT");
@@ -61,7 +69,7 @@ int fault_init(void)
 		   err, &armed.count);
 	if (n < 3 || !known(armed.point) || !armed.first) {
 		log_error("fault: SNAPFS_FAULT=%s: want POINT:N:EIO|ENOSPC|"
-			  "SHORT[:COUNT] with a known point",
+			  "SHORT|KILL[:COUNT] with a known point",
 			  spec);
 		return -EINVAL;
 	}
@@ -71,6 +79,8 @@ int fault_init(void)
 		armed.err = -ENOSPC;
 	else if (!strcmp(err, "SHORT"))
 		armed.err = FAULT_SHORT;
+	else if (!strcmp(err, "KILL"))
+		armed.err = FAULT_KILL;
 	else {
 		log_error("fault: unknown error '%s'", err);
 		return -EINVAL;
@@ -93,6 +103,10 @@ int fault_hit(const char *point)
 	hit = __atomic_add_fetch(&armed.hits, 1, __ATOMIC_RELAXED);
 	if (hit < armed.first || hit >= armed.first + armed.count)
 		return 0;
+	if (armed.err == FAULT_KILL) {
+		log_warn("fault: %s pass %lu: killing the daemon", point, hit);
+		raise(SIGKILL);
+	}
 	log_warn("fault: %s pass %lu fails", point, hit);
 	return armed.err;
 }

@@ -232,14 +232,48 @@ static void path_in(const struct store *s, const char *name, char *buf,
 }
 
 /*
- * Checks an existing store without writing: opens the index immutable
- * (no journal, no lock files created), compares its parameters with cfg
- * and runs SQLite's quick check.
+ * The URI that opens the index at path read-only: immutable (no lock or
+ * journal file made, the WAL ignored) for an index without a WAL, plain
+ * read-only for one with a WAL.  A crash, even in the middle of a
+ * checkpoint, leaves index.db consistent only together with its WAL; a
+ * read-only connection reads the WAL's committed frames with it (building
+ * its -shm index of them, as any reader does) and writes nothing into
+ * index.db or the WAL.  The path is percent-encoded where a URI needs it.
+ */
+static void index_uri(char *buf, size_t len, const char *path, bool has_wal)
+{
+	size_t o = (size_t)snprintf(buf, len, "file:");
+
+	for (const char *p = path; *p && o + 4 < len; p++)
+		if (*p == '%' || *p == '?' || *p == '#')
+			o += (size_t)snprintf(buf + o, len - o, "%%%02x",
+					      (unsigned char)*p);
+		else
+			buf[o++] = *p;
+	buf[o] = '\0';
+	if (!has_wal)
+		snprintf(buf + o, len - o, "?immutable=1");
+}
+
+/* Whether the index at path has a WAL with frames in it. */
+static bool index_has_wal(const char *path)
+{
+	char wal[4096 + 48];
+	struct stat st;
+
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	return stat(wal, &st) == 0 && st.st_size > 0;
+}
+
+/*
+ * Checks an existing store without writing to index.db or data: opens the
+ * index read-only (index_uri: with its WAL when a crash left one),
+ * compares its parameters with cfg and runs SQLite's quick check.
  */
 static int store_validate(struct store *s, const struct store_config *cfg,
 			  char *err, size_t err_len)
 {
-	char path[4096 + 32], uri[8300], buf[128];
+	char path[4096 + 32], uri[3 * (4096 + 32) + 32], buf[128];
 	uint64_t v, max_end = 0;
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st;
@@ -254,7 +288,7 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 			 s->dir);
 		return -EINVAL;
 	}
-	snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
+	index_uri(uri, sizeof(uri), path, index_has_wal(path));
 	rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
 			     NULL);
 	if (rc != SQLITE_OK) {
@@ -353,7 +387,9 @@ out:
 /*
  * The power-loss tests' SQLite VFS: the default one, with every write,
  * truncation and sync of the index and its WAL recorded in the iolog
- * (iolog.h).  Registered as the default VFS only when SNAPFS_IOLOG is set.
+ * (iolog.h), and the fault point index.checkpoint on every write into
+ * index.db.  Registered as the default VFS only when SNAPFS_IOLOG is set
+ * or SNAPFS_FAULT names that point.
  */
 struct logged_file {
 	sqlite3_file base;
@@ -379,7 +415,14 @@ static int lf_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 static int lf_write(sqlite3_file *f, const void *buf, int amt,
 		    sqlite3_int64 off)
 {
-	int rc = REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
+	int rc;
+
+	/* Under WAL only a checkpoint writes the index itself: the point
+	 * where a crash leaves index.db sound only with its WAL. */
+	if (((struct logged_file *)f)->id == IOLOG_INDEX &&
+	    FAULT("index.checkpoint"))
+		return SQLITE_IOERR_WRITE;
+	rc = REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
 
 	if (rc == SQLITE_OK)
 		iolog_write(((struct logged_file *)f)->id, (uint64_t)off, buf,
@@ -534,7 +577,7 @@ static void store_iolog_setup(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-	if (getenv("SNAPFS_IOLOG"))
+	if (getenv("SNAPFS_IOLOG") || fault_armed("index.checkpoint"))
 		pthread_once(&once, logged_vfs_register);
 }
 #else
@@ -2242,7 +2285,7 @@ static int copy_index(const char *dir, char *tmpdir, size_t len)
 
 int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 {
-	char path[4200], uri[8500], tmpdir[64] = "";
+	char path[4200], uri[3 * 4200 + 32], tmpdir[64] = "";
 	uint64_t cs = 0, image_size = 0, nrows = 0;
 	unsigned bad = 0;
 	sqlite3 *db = NULL;
@@ -2287,9 +2330,8 @@ int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 		goto out;
 	}
 	if (wal)
-		snprintf(uri, sizeof(uri), "file:%s/index.db", tmpdir);
-	else
-		snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
+		snprintf(path, sizeof(path), "%s/index.db", tmpdir);
+	index_uri(uri, sizeof(uri), path, wal);
 	rc = sqlite3_open_v2(
 		uri, &db,
 		(wal ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
