@@ -132,7 +132,7 @@ static int map_open(struct cbt *c, uint64_t gen, bool *valid)
 
 	c->map_len = MAP_HEADER + ((nwords(c) * 8 + 4095) & ~(size_t)4095);
 	snprintf(path, sizeof(path), "%s/%s", store_dir(c->s), MAP_NAME);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		r = -errno;
 		goto out;

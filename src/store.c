@@ -590,7 +590,8 @@ static void store_iolog_setup(void)
 static int store_connect(struct store *s, char *err, size_t err_len)
 {
 	char path[4096 + 32];
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+		    SQLITE_OPEN_NOFOLLOW;
 	int rc, r;
 
 	store_iolog_setup();
@@ -606,8 +607,7 @@ static int store_connect(struct store *s, char *err, size_t err_len)
 					   : "PRAGMA synchronous=OFF");
 	if (r)
 		goto err_msg;
-	rc = sqlite3_open_v2(path, &s->rdb,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(path, &s->rdb, flags, NULL);
 	if (rc != SQLITE_OK)
 		goto err_db;
 	sqlite3_busy_timeout(s->rdb, 10000);
@@ -861,6 +861,92 @@ static int store_load_slots(struct store *s)
 }
 
 /* Creates the store directory when missing; *made says whether it did. */
+/*
+ * Every name a store directory may hold, and its type: the index and its
+ * journals, the data file, the open generation's bits (cbt.c's cbt.map)
+ * and the control socket (ctl.c's).
+ */
+static const struct {
+	const char *name;
+	mode_t type;
+} store_names[] = {
+	{ "index.db", S_IFREG },
+	{ "index.db-wal", S_IFREG },
+	{ "index.db-shm", S_IFREG },
+	{ "index.db.new", S_IFREG },
+	{ "index.db.new-journal", S_IFREG },
+	{ "data", S_IFREG },
+	{ "cbt.map", S_IFREG },
+	{ "control", S_IFSOCK },
+};
+
+/*
+ * Refuses a store directory that snapfs did not make itself: one owned by
+ * another user or writable by group or others (someone else could plant
+ * or swap its files), or one holding, where a store file belongs, a
+ * symlink (a root daemon would write through it), a file of the wrong
+ * type, another user's file, or a file with a second link.  Once the
+ * directory is ours and closed to others, nobody else can change what is
+ * in it, so these checks hold for the whole mount.
+ */
+static int store_trust(struct store *s, char *err, size_t err_len)
+{
+	uid_t me = geteuid();
+	struct stat st;
+
+	if (fstat(s->dir_fd, &st) < 0)
+		goto err_errno;
+	if (st.st_uid != me) {
+		snprintf(err, err_len,
+			 "store %s: owned by uid %u, not by this user (uid "
+			 "%u): not a store snapfs made",
+			 s->dir, (unsigned)st.st_uid, (unsigned)me);
+		return -EPERM;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, err_len,
+			 "store %s: writable by others (mode %04o): not a "
+			 "store snapfs made",
+			 s->dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	for (size_t i = 0; i < sizeof(store_names) / sizeof(store_names[0]);
+	     i++) {
+		const char *name = store_names[i].name, *why = NULL;
+
+		if (fstatat(s->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;
+			goto err_errno;
+		}
+		if (S_ISLNK(st.st_mode))
+			why = "is a symbolic link";
+		else if ((st.st_mode & S_IFMT) != store_names[i].type)
+			why = store_names[i].type == S_IFSOCK
+				      ? "is not a socket"
+				      : "is not a regular file";
+		else if (st.st_uid != me) {
+			snprintf(err, err_len,
+				 "store %s: %s is owned by uid %u: not a "
+				 "store snapfs made",
+				 s->dir, name, (unsigned)st.st_uid);
+			return -EPERM;
+		} else if (S_ISREG(st.st_mode) && st.st_nlink != 1)
+			why = "has other links";
+		if (why) {
+			snprintf(err, err_len,
+				 "store %s: %s %s: not a store snapfs made",
+				 s->dir, name, why);
+			return -EPERM;
+		}
+	}
+	return 0;
+
+err_errno:
+	snprintf(err, err_len, "store %s: %s", s->dir, strerror(errno));
+	return -errno;
+}
+
 static int store_open_dir(struct store *s, bool *made, char *err,
 			  size_t err_len)
 {
@@ -868,6 +954,13 @@ static int store_open_dir(struct store *s, bool *made, char *err,
 	int r;
 
 	*made = false;
+	if (lstat(s->dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+		snprintf(err, err_len,
+			 "store %s: is a symbolic link: not a store snapfs "
+			 "made (name the directory itself with store=)",
+			 s->dir);
+		return -EPERM;
+	}
 	if (stat(s->dir, &st) < 0) {
 		if (errno != ENOENT) {
 			r = -errno;
@@ -886,12 +979,16 @@ static int store_open_dir(struct store *s, bool *made, char *err,
 		snprintf(err, err_len, "store %s: not a directory", s->dir);
 		return -ENOTDIR;
 	}
-	s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	s->dir_fd =
+		open(s->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (s->dir_fd < 0) {
 		r = -errno;
 		snprintf(err, err_len, "store %s: %s", s->dir, strerror(-r));
 		return r;
 	}
+	r = store_trust(s, err, err_len);
+	if (r)
+		return r;
 	if (flock(s->dir_fd, LOCK_EX | LOCK_NB) < 0) {
 		r = -errno;
 		snprintf(err, err_len, "store %s: %s", s->dir,
@@ -929,7 +1026,7 @@ static int open_direct_writer(int fd, const char *path)
 
 	if (fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC)
 		return fd;
-	dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	dfd = open(path, O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC);
 	return dfd >= 0 ? dfd : fd;
 }
 
@@ -973,7 +1070,7 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 			goto err_dir;
 	}
 	path_in(s, "data", path, sizeof(path));
-	s->data_fd = open(path, O_RDWR | O_CLOEXEC);
+	s->data_fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	if (s->data_fd < 0) {
 		r = -errno;
 		snprintf(err, err_len, "store %s: data file: %s", s->dir,
