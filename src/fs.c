@@ -726,23 +726,50 @@ static const struct fuse_custom_io fs_io = {
 	.writev = fs_io_writev,
 };
 
-/* The -o list handed to libfuse: the user's FUSE options plus ours. */
+/* Whether the comma-separated list holds the option name (alone or as
+ * name=value); a backslash escapes the next character, as in libfuse. */
+static bool has_opt(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p;) {
+		if (!strncmp(p, name, n) &&
+		    (!p[n] || p[n] == ',' || p[n] == '='))
+			return true;
+		while (*p && *p != ',')
+			p += p[0] == '\\' && p[1] ? 2 : 1;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+/*
+ * The -o list handed to libfuse: the user's FUSE options plus ours.  The
+ * backing's path goes in escaped (fuse_opt_add_opt_escaped): a comma in
+ * it is part of the name, never the start of another option.
+ */
 static char *mount_opts(const struct daemon *d)
 {
 	const char *user = d->opts.fuse_opts;
-	bool has_fsname = strstr(user, "fsname=") != NULL;
-	bool other = strstr(user, "allow_other") != NULL;
-	size_t len = strlen(user) + strlen(d->backing.path) + 96;
-	char *s = malloc(len);
+	char *s = NULL, *name = NULL;
+	bool ok;
 
-	if (!s)
+	ok = asprintf(&name, "fsname=%s", d->backing.path) >= 0;
+	if (!ok)
+		name = NULL;
+	ok = ok && (!*user || !fuse_opt_add_opt(&s, user)) &&
+	     !fuse_opt_add_opt(&s, "subtype=snapfs") &&
+	     (has_opt(user, "fsname") || !fuse_opt_add_opt_escaped(&s, name)) &&
+	     (!d->opts.ro || !fuse_opt_add_opt(&s, "ro")) &&
+	     (!has_opt(user, "allow_other") ||
+	      has_opt(user, "default_permissions") ||
+	      !fuse_opt_add_opt(&s, "default_permissions"));
+	free(name);
+	if (!ok) {
+		free(s);
 		return NULL;
-	snprintf(s, len, "%s%ssubtype=snapfs%s%s%s%s", user, *user ? "," : "",
-		 has_fsname ? "" : ",fsname=",
-		 has_fsname ? "" : d->backing.path, d->opts.ro ? ",ro" : "",
-		 other && !strstr(user, "default_permissions")
-			 ? ",default_permissions"
-			 : "");
+	}
 	return s;
 }
 

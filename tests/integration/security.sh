@@ -1,7 +1,8 @@
 #!/bin/bash
 # Security: allow_other brings default_permissions; the store is private
 # (directory 0700, files 0600); a user who may not write live.img cannot
-# control the mount; nobody, root included, writes a snapshot.
+# control the mount; nobody, root included, writes a snapshot; a backing's
+# name cannot smuggle mount options in.
 . "$TESTLIB"
 command -v setpriv >/dev/null || { echo "SKIP: no setpriv"; exit 77; }
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
@@ -38,5 +39,21 @@ if dd if=/dev/zero of="$MNT/snapshots/$U.img" bs=4K count=1 conv=notrunc status=
 	fail "root wrote a snapshot"
 fi
 if chmod 666 "$MNT/snapshots/$U.img" 2>/dev/null; then fail "chmod on a snapshot"; fi
+stop_snapfs "$MNT"
+
+# A comma in the backing's path is part of its name (fsname), not the start
+# of another mount option: this one must not mount with allow_other.
+ODD=$WORK/x,allow_other
+make_image "$ODD" 8M
+start_snapfs "$ODD" "$MNT"
+opts=$(awk -v m="$MNT" '$2 == m { print $4 }' /proc/mounts)
+case ",$opts," in
+*,allow_other,*) fail "the backing's name added allow_other: $opts" ;;
+esac
+if as_nobody dd if=/dev/zero of="$MNT/live.img" bs=4K count=1 conv=notrunc status=none 2>/dev/null; then
+	fail "nobody wrote live.img of $ODD"
+fi
+"$SNAPFSCTL" status "$MNT" | grep -q "^backing: *$ODD\$" ||
+	fail "status names another backing: $("$SNAPFSCTL" status "$MNT" | head -1)"
 stop_snapfs "$MNT"
 echo "security: ok"
