@@ -16,7 +16,10 @@
  * always points at durable bytes.  A slot freed by a purge is reused only
  * after the purge committed.  durability=process keeps the order and
  * drops the syncs: a crash of the daemon loses nothing, a crash of the
- * machine may.
+ * machine may lose recent rows and bytes, never the index itself: it runs
+ * synchronous=NORMAL, which under WAL syncs only at checkpoints and keeps
+ * the database consistent through a power loss (OFF does not: SQLite
+ * documents that it may corrupt the database then).
  *
  * Group commit: threads that commit at the same time queue their rows; the
  * first becomes the leader, takes everything queued, writes every row's
@@ -604,7 +607,7 @@ static int store_connect(struct store *s, char *err, size_t err_len)
 	if (!r)
 		r = db_exec(s->db, s->durability == DURABILITY_FULL
 					   ? "PRAGMA synchronous=FULL"
-					   : "PRAGMA synchronous=OFF");
+					   : "PRAGMA synchronous=NORMAL");
 	if (r)
 		goto err_msg;
 	rc = sqlite3_open_v2(path, &s->rdb, flags, NULL);
