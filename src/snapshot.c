@@ -14,7 +14,11 @@
  *     quiesced, since it changes what a write must preserve.
  *
  * Locking: op_lock serializes create and delete (and purges); lock guards
- * the list and open counts and is never held across I/O.
+ * the list and open counts and is never held across I/O.  A purge is
+ * decided under lock, in the same hold that finds no reader open, and the
+ * entry is marked purging there: from then on opens are refused, since a
+ * reader that got in would read through copies the purge is removing
+ * (later copies, or live bytes, all with valid checksums).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -93,7 +97,8 @@ static int64_t newest_locked(const struct snapshots *ss)
 
 /*
  * Removes snapshot seq from the store and the list, with every copy only
- * it read.  op_lock held, no reader open.
+ * it read.  op_lock held, no reader open, the entry marked purging (or
+ * loading); on failure it is left whole and openable again.
  */
 static int purge(struct snapshots *ss, int64_t seq)
 {
@@ -135,6 +140,12 @@ static int purge(struct snapshots *ss, int64_t seq)
 	if (r) {
 		log_error("snapshot: purge seq %lld: %s", (long long)seq,
 			  strerror(-r));
+		/* still whole: it may be opened again */
+		pthread_mutex_lock(&ss->lock);
+		at = index_of(ss, seq);
+		if (at >= 0)
+			ss->v[at].purging = false;
+		pthread_mutex_unlock(&ss->lock);
 		return r;
 	}
 	pthread_mutex_lock(&ss->lock);
@@ -306,9 +317,11 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 	pthread_mutex_lock(&ss->op_lock);
 	pthread_mutex_lock(&ss->lock);
 	for (size_t i = 0; i < ss->n; i++)
-		if (!ss->v[i].deleted && !strcmp(ss->v[i].uuid, uuid)) {
+		if (!ss->v[i].deleted && !ss->v[i].purging &&
+		    !strcmp(ss->v[i].uuid, uuid)) {
 			seq = ss->v[i].seq;
 			opens = ss->v[i].opens;
+			ss->v[i].purging = !opens;
 			r = 0;
 			break;
 		}
@@ -346,7 +359,8 @@ int snapshots_find(struct snapshots *ss, const char *uuid, struct snapshot *out)
 
 	pthread_mutex_lock(&ss->lock);
 	for (size_t i = 0; i < ss->n; i++)
-		if (!ss->v[i].deleted && !strcmp(ss->v[i].uuid, uuid)) {
+		if (!ss->v[i].deleted && !ss->v[i].purging &&
+		    !strcmp(ss->v[i].uuid, uuid)) {
 			*out = ss->v[i];
 			r = 0;
 			break;
@@ -373,7 +387,7 @@ int snapshots_open(struct snapshots *ss, int64_t seq)
 
 	pthread_mutex_lock(&ss->lock);
 	at = index_of(ss, seq);
-	if (at >= 0 && !ss->v[at].deleted)
+	if (at >= 0 && !ss->v[at].deleted && !ss->v[at].purging)
 		ss->v[at].opens++;
 	else
 		at = -1;
@@ -391,6 +405,8 @@ void snapshots_release(struct snapshots *ss, int64_t seq)
 	if (at >= 0 && ss->v[at].opens > 0) {
 		ss->v[at].opens--;
 		last = ss->v[at].deleted && ss->v[at].opens == 0;
+		if (last)
+			ss->v[at].purging = true;
 	}
 	pthread_mutex_unlock(&ss->lock);
 	if (!last)
@@ -409,7 +425,7 @@ int snapshots_list(struct snapshots *ss, struct snapshot **out, size_t *n)
 	v = malloc((ss->n ? ss->n : 1) * sizeof(*v));
 	if (v)
 		for (size_t i = 0; i < ss->n; i++)
-			if (!ss->v[i].deleted)
+			if (!ss->v[i].deleted && !ss->v[i].purging)
 				v[k++] = ss->v[i];
 	pthread_mutex_unlock(&ss->lock);
 	if (!v)
@@ -439,8 +455,15 @@ int snapshots_drop_all(struct snapshots *ss)
 	int r = 0;
 
 	pthread_mutex_lock(&ss->op_lock);
-	while (!r && ss->n)
-		r = purge(ss, ss->v[ss->n - 1].seq);
+	while (!r && ss->n) {
+		int64_t seq;
+
+		pthread_mutex_lock(&ss->lock);
+		seq = ss->v[ss->n - 1].seq;
+		ss->v[ss->n - 1].purging = true;
+		pthread_mutex_unlock(&ss->lock);
+		r = purge(ss, seq);
+	}
 	pthread_mutex_unlock(&ss->op_lock);
 	return r;
 }
@@ -454,9 +477,10 @@ int snapshots_drop_oldest(struct snapshots *ss)
 	pthread_mutex_lock(&ss->op_lock);
 	pthread_mutex_lock(&ss->lock);
 	for (size_t i = 0; i < ss->n; i++)
-		if (!ss->v[i].deleted && !ss->v[i].opens) {
+		if (!ss->v[i].deleted && !ss->v[i].purging && !ss->v[i].opens) {
 			seq = ss->v[i].seq;
 			memcpy(uuid, ss->v[i].uuid, sizeof(uuid));
+			ss->v[i].purging = true;
 			break;
 		}
 	pthread_mutex_unlock(&ss->lock);
