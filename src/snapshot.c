@@ -9,7 +9,8 @@
  *     row is committed, the chain told that a newer snapshot exists;
  *   - delete: with no reader, purged at once; with readers, marked deleted
  *     in the store (so a crash finishes the job at the next mount) and
- *     kept, still counted by the chain, until the last reader closes;
+ *     kept, still counted by the chain, until the last reader closes (or
+ *     purged by the delete, when they all closed while it was marked);
  *   - the newest snapshot changing by deletion is done with the chain
  *     quiesced, since it changes what a write must preserve.
  *
@@ -338,9 +339,24 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 	if (opens) {
 		r = store_mark_deleted(ss->s, seq);
 		if (!r) {
+			struct snapshot *e;
+
+			/* The readers seen above may all have closed while
+			 * the mark was committed: their releases saw no
+			 * deletion, so the last of them did not purge and
+			 * this must.  One hold of lock both marks it
+			 * deleted and reads opens, so exactly one of this
+			 * and the last release purges. */
 			pthread_mutex_lock(&ss->lock);
-			ss->v[index_of(ss, seq)].deleted = true;
+			e = &ss->v[index_of(ss, seq)];
+			e->deleted = true;
+			opens = e->opens;
+			e->purging = !opens;
 			pthread_mutex_unlock(&ss->lock);
+			/* Marked, it is deleted whatever the purge does: one
+			 * that fails is finished at the next mount. */
+			if (!opens)
+				purge(ss, seq);
 		}
 	} else {
 		r = purge(ss, seq);

@@ -298,3 +298,44 @@ Test(snapshot, a_failed_purge_leaves_the_snapshot_whole_and_openable)
 	free(got);
 	free(then);
 }
+
+/* ---- 4: a delete racing the last close ---------------------------- */
+
+static void *release_it(void *arg)
+{
+	(void)arg;
+	snapshots_release(ch.ss, race_seq);
+	return NULL;
+}
+
+static void close_during_mark(int64_t seq)
+{
+	race_seq = seq;
+	run_beside(release_it, NULL);
+}
+
+Test(snapshot, a_delete_racing_the_last_close_still_purges)
+{
+	struct snapshot s, got;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	s = snap();
+	write_pattern(0, SIZE, 2);
+	cr_assert_eq(cow_flush(ch.c), 0);
+	cr_assert_gt(store_bytes_used(ch.s), 0);
+	cr_assert_eq(snapshots_open(ch.ss, s.seq), 0);
+
+	/* the reader closes after the delete saw it open, before the
+	 * deletion is marked in memory */
+	on_mark = close_during_mark;
+	cr_assert_eq(snapshots_delete(ch.ss, s.uuid), 0);
+	cr_assert_null(on_mark, "the delete waited for its reader");
+	cr_assert_eq(snapshots_get(ch.ss, s.seq, &got), -ENOENT,
+		     "the snapshot is still kept (opens %u, deleted %d) with "
+		     "no reader left to purge it",
+		     got.opens, got.deleted);
+	cr_assert_not(store_has(s.seq), "its row is still in the store");
+	cr_assert_eq(store_bytes_used(ch.s), 0, "its copies are still kept");
+	assert_list_is_the_store();
+}
