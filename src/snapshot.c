@@ -133,8 +133,22 @@ static int purge(struct snapshots *ss, int64_t seq)
 	if (was_newest && ss->c)
 		cow_quiesce(ss->c);
 	r = store_purge_snapshot(ss->s, seq, live, nlive);
-	if (!r && was_newest && ss->c)
-		r = cow_set_newest(ss->c, newest_after);
+	/* Committed, the snapshot is gone (a restart would not bring it
+	 * back), so it leaves the list whatever follows, and the purge has
+	 * succeeded: kept listed, it would open and read through copies
+	 * that no longer exist, and drop-oldest, told of a failure, would
+	 * fail a write for which it did make room.  The chain has taken
+	 * the new newest even when reloading its bits from the store
+	 * fails; the bits it could not reload only make writes preserve
+	 * again, which the store refuses (EIO) rather than overwrite. */
+	if (!r && was_newest && ss->c) {
+		int e = cow_set_newest(ss->c, newest_after);
+
+		if (e)
+			log_error("snapshot: seq %lld purged, but the chain "
+				  "could not reload what it preserved: %s",
+				  (long long)seq, strerror(-e));
+	}
 	if (was_newest && ss->c)
 		cow_resume(ss->c);
 	free(live);
@@ -277,10 +291,31 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 		r = cbt_seal(ss->cbt);
 	if (!r)
 		r = store_add_snapshot(ss->s, &row);
-	if (!r)
-		r = cow_set_newest(ss->c, row.seq);
-	if (!r)
-		r = cbt_next_generation(ss->cbt);
+	/*
+	 * Committed, the snapshot exists: a restart brings it back, so it is
+	 * listed and create succeeds whatever follows.  Left out of the
+	 * list, later purges would delete copies it reads, and after a
+	 * restart it would serve later bytes with valid checksums.  Rolling
+	 * the row back instead would have to undo the store's new
+	 * generation too.  Neither step after the commit can leave the
+	 * snapshot unprotected: cow_set_newest with a newer seq only sets it
+	 * and clears the fresh bits, and cbt_next_generation moves to the
+	 * store's new generation before what can fail (dropping bitmaps
+	 * beyond cbt_keep, tried again at the next snapshot), so their
+	 * errors are only logged.
+	 */
+	if (!r) {
+		int e = cow_set_newest(ss->c, row.seq);
+
+		if (e)
+			log_error("snapshot: seq %lld: chain: %s",
+				  (long long)row.seq, strerror(-e));
+		e = cbt_next_generation(ss->cbt);
+		if (e)
+			log_error("snapshot: seq %lld: changed-block "
+				  "tracking: %s",
+				  (long long)row.seq, strerror(-e));
+	}
 	cow_resume(ss->c);
 
 	if (!r) {

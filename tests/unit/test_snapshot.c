@@ -339,3 +339,70 @@ Test(snapshot, a_delete_racing_the_last_close_still_purges)
 	cr_assert_eq(store_bytes_used(ch.s), 0, "its copies are still kept");
 	assert_list_is_the_store();
 }
+
+/* ---- 7: what the store committed exists in memory too -------------- */
+
+Test(snapshot, a_create_whose_cbt_step_fails_after_the_commit_still_exists)
+{
+	unsigned char *then, *got;
+	struct snapshot s, found;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	then = chain_read_all(&ch, 0);
+
+	cbt_fails = -EIO; /* after the row was committed */
+	memset(&s, 0, sizeof(s));
+	int r = snapshots_create(ch.ss, &s);
+
+	cr_assert_eq(cbt_fails, 0, "the cbt step ran");
+	assert_list_is_the_store();
+	cr_assert_eq(r, 0, "the snapshot was committed, yet create said %d", r);
+	cr_assert_eq(cbt_open_generation(ch.cbt), store_info(ch.s)->generation);
+
+	write_pattern(0, SIZE, 2);
+	cr_assert_eq(snapshots_find(ch.ss, s.uuid, &found), 0);
+	got = chain_read_all(&ch, s.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0);
+	free(got);
+	chain_stop(&ch, true);
+	chain_start(&ch);
+	assert_list_is_the_store();
+	got = chain_read_all(&ch, s.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0, "after a restart");
+	free(got);
+	free(then);
+}
+
+Test(snapshot, a_purge_whose_chain_step_fails_after_the_commit_is_gone)
+{
+	unsigned char *then, *got;
+	struct snapshot s1, s2, found;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	s1 = snap();
+	then = chain_read_all(&ch, 0);
+	write_pattern(0, SIZE, 2);
+	s2 = snap();
+	write_pattern(0, SIZE, 3);
+
+	newest_fails = -EIO; /* after the purge was committed */
+	int r = snapshots_delete(ch.ss, s2.uuid);
+
+	cr_assert_eq(newest_fails, 0, "the chain step ran");
+	cr_assert_not(store_has(s2.seq));
+	cr_assert_eq(snapshots_find(ch.ss, s2.uuid, &found), -ENOENT,
+		     "the snapshot is still listed, its rows purged");
+	cr_assert_eq(snapshots_open(ch.ss, s2.seq), -ENOENT);
+	assert_list_is_the_store();
+	cr_assert_eq(r, 0, "the deletion was committed, yet delete said %d", r);
+	got = chain_read_all(&ch, s1.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0);
+	write_pattern(0, SIZE, 4);
+	free(got);
+	got = chain_read_all(&ch, s1.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0, "after more writes");
+	free(got);
+	free(then);
+}
