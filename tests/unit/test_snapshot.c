@@ -406,3 +406,76 @@ Test(snapshot, a_purge_whose_chain_step_fails_after_the_commit_is_gone)
 	free(got);
 	free(then);
 }
+
+/* ---- 3: one shortage, one snapshot dropped ------------------------ */
+
+static unsigned room_calls;
+static bool room_timed_out;
+
+/* on_full=drop-oldest, once both writers have found the store full. */
+static int make_room(void *arg)
+{
+	struct timespec ts = deadline(10);
+	int r = 0;
+
+	(void)arg;
+	pthread_mutex_lock(&enospc_lock);
+	room_calls++;
+	while (enospc_seen < 2 && !r)
+		r = pthread_cond_timedwait(&enospc_cond, &enospc_lock, &ts);
+	room_timed_out |= r != 0;
+	pthread_mutex_unlock(&enospc_lock);
+	return snapshots_drop_oldest(ch.ss);
+}
+
+static void *write_chunk(void *arg)
+{
+	uint64_t idx = (uint64_t)(uintptr_t)arg;
+	unsigned char buf[CS];
+
+	fill_pattern(buf, CS, 100 + idx);
+	return (void *)(intptr_t)cow_write_live(ch.c, buf, CS, idx * CS);
+}
+
+Test(snapshot, writers_short_of_room_at_once_drop_one_snapshot)
+{
+	struct snapshot s1, s2, s3, *v;
+	pthread_t t[2];
+	size_t n;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	s1 = snap();
+	write_pattern(0, 4 * CS, 2); /* 4 copies for s1 */
+	s2 = snap();
+	write_pattern(4 * CS, 2 * CS, 3); /* 2 copies for s2 */
+	s3 = snap();
+	cr_assert_eq(cow_flush(ch.c), 0);
+	cr_assert_eq(store_bytes_used(ch.s), 6 * CS);
+	store_set_limit(ch.s, 6 * CS); /* full */
+	cow_set_make_room(ch.c, make_room, NULL);
+
+	/* Both find the store full; dropping s1 frees room for both. */
+	for (uintptr_t i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, write_chunk,
+					    (void *)(10 + i)),
+			     0);
+	for (int i = 0; i < 2; i++) {
+		void *res;
+
+		pthread_join(t[i], &res);
+		cr_assert_eq((intptr_t)res, (intptr_t)CS, "write %d gave %ld",
+			     i, (long)(intptr_t)res);
+	}
+	cr_assert_not(room_timed_out, "a writer never found the store full");
+	cr_assert_geq(enospc_seen, 2);
+
+	cr_assert_eq(snapshots_list(ch.ss, &v, &n), 0);
+	cr_assert_eq(n, 2, "%zu snapshots left of 3 (make_room ran %u times)",
+		     n, room_calls);
+	cr_assert_eq(v[0].seq, s2.seq);
+	cr_assert_eq(v[1].seq, s3.seq);
+	free(v);
+	cr_assert_not(store_has(s1.seq));
+	assert_list_is_the_store();
+}
