@@ -34,6 +34,10 @@
  *             snapshot read holds them shared while it decides between a
  *             copy and the live chunk and reads.  Taken in ascending
  *             stripe order, so batches never deadlock.
+ *   room_lock one make_room (on_full=drop-oldest) at a time; room_epoch
+ *             counts those that made room, and a change whose attempt
+ *             began before the last of them tries again instead of having
+ *             another snapshot dropped for the same shortage.
  * The bits are set under the stripe lock after the commit (release), and
  * read with acquire loads.
  *
@@ -77,6 +81,8 @@ struct cow {
 	int64_t newest; /* changes only with instant held exclusive */
 	int (*make_room)(void *arg); /* on_full=drop-oldest, else NULL */
 	void *make_room_arg;
+	pthread_mutex_t room_lock; /* one make_room at a time */
+	uint64_t room_epoch; /* make_room calls that made room */
 	pthread_rwlock_t instant;
 	pthread_rwlock_t stripes[NSTRIPES];
 	uint64_t preserved_count;
@@ -202,6 +208,7 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	pthread_rwlockattr_destroy(&attr);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_init(&c->stripes[i], NULL);
+	pthread_mutex_init(&c->room_lock, NULL);
 	uring_engine_add_file(io, b->fd);
 	uring_engine_add_file(io, store_data_fd(s));
 	r = store_for_each_chunk(s, load_chunk, c);
@@ -231,6 +238,7 @@ void cow_destroy(struct cow *c)
 	pthread_rwlock_destroy(&c->instant);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_destroy(&c->stripes[i]);
+	pthread_mutex_destroy(&c->room_lock);
 	free(c->fresh);
 	free(c->preserved);
 	free(c);
@@ -546,11 +554,32 @@ static int cow_batch_write(void *arg, struct behind_entry *const *v, size_t n)
 }
 
 /*
+ * Calls make_room for a shortage found by an attempt that began at room
+ * epoch seen, unless room was made since: changes that find the store
+ * full at once have one snapshot dropped, not one each.  0: try again.
+ */
+static int cow_make_room(struct cow *c, uint64_t seen)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&c->room_lock);
+	if (c->room_epoch == seen) {
+		r = c->make_room(c->make_room_arg);
+		if (!r)
+			__atomic_store_n(&c->room_epoch, seen + 1,
+					 __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&c->room_lock);
+	return r;
+}
+
+/*
  * Takes instant shared and prepares a change of [off, off+len); a write
  * (buf given) may be queued behind instead (*queued set), and is then
  * done.  When the store is full and on_full=drop-oldest, lets go of the
- * lock, has a snapshot dropped and tries again.  Returns with instant
- * held, 0 or -errno.
+ * lock, has a snapshot dropped (unless another change did since this
+ * attempt began) and tries again.  Returns with instant held, 0 or
+ * -errno.
  */
 static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
 			    const void *buf, bool *queued)
@@ -558,6 +587,10 @@ static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
 	int r;
 
 	for (;;) {
+		/* before the attempt: room made after it is seen here */
+		uint64_t seen =
+			__atomic_load_n(&c->room_epoch, __ATOMIC_ACQUIRE);
+
 		pthread_rwlock_rdlock(&c->instant);
 		r = buf ? cow_write_behind(c, buf, (size_t)len, off)
 			: WRITE_SYNC;
@@ -570,7 +603,7 @@ static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
 		if (r != -ENOSPC || !c->make_room)
 			return r;
 		pthread_rwlock_unlock(&c->instant);
-		if (c->make_room(c->make_room_arg)) {
+		if (cow_make_room(c, seen)) {
 			pthread_rwlock_rdlock(&c->instant);
 			return -ENOSPC;
 		}

@@ -9,12 +9,17 @@
  *     row is committed, the chain told that a newer snapshot exists;
  *   - delete: with no reader, purged at once; with readers, marked deleted
  *     in the store (so a crash finishes the job at the next mount) and
- *     kept, still counted by the chain, until the last reader closes;
+ *     kept, still counted by the chain, until the last reader closes (or
+ *     purged by the delete, when they all closed while it was marked);
  *   - the newest snapshot changing by deletion is done with the chain
  *     quiesced, since it changes what a write must preserve.
  *
  * Locking: op_lock serializes create and delete (and purges); lock guards
- * the list and open counts and is never held across I/O.
+ * the list and open counts and is never held across I/O.  A purge is
+ * decided under lock, in the same hold that finds no reader open, and the
+ * entry is marked purging there: from then on opens are refused, since a
+ * reader that got in would read through copies the purge is removing
+ * (later copies, or live bytes, all with valid checksums).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -93,7 +98,8 @@ static int64_t newest_locked(const struct snapshots *ss)
 
 /*
  * Removes snapshot seq from the store and the list, with every copy only
- * it read.  op_lock held, no reader open.
+ * it read.  op_lock held, no reader open, the entry marked purging (or
+ * loading); on failure it is left whole and openable again.
  */
 static int purge(struct snapshots *ss, int64_t seq)
 {
@@ -127,14 +133,34 @@ static int purge(struct snapshots *ss, int64_t seq)
 	if (was_newest && ss->c)
 		cow_quiesce(ss->c);
 	r = store_purge_snapshot(ss->s, seq, live, nlive);
-	if (!r && was_newest && ss->c)
-		r = cow_set_newest(ss->c, newest_after);
+	/* Committed, the snapshot is gone (a restart would not bring it
+	 * back), so it leaves the list whatever follows, and the purge has
+	 * succeeded: kept listed, it would open and read through copies
+	 * that no longer exist, and drop-oldest, told of a failure, would
+	 * fail a write for which it did make room.  The chain has taken
+	 * the new newest even when reloading its bits from the store
+	 * fails; the bits it could not reload only make writes preserve
+	 * again, which the store refuses (EIO) rather than overwrite. */
+	if (!r && was_newest && ss->c) {
+		int e = cow_set_newest(ss->c, newest_after);
+
+		if (e)
+			log_error("snapshot: seq %lld purged, but the chain "
+				  "could not reload what it preserved: %s",
+				  (long long)seq, strerror(-e));
+	}
 	if (was_newest && ss->c)
 		cow_resume(ss->c);
 	free(live);
 	if (r) {
 		log_error("snapshot: purge seq %lld: %s", (long long)seq,
 			  strerror(-r));
+		/* still whole: it may be opened again */
+		pthread_mutex_lock(&ss->lock);
+		at = index_of(ss, seq);
+		if (at >= 0)
+			ss->v[at].purging = false;
+		pthread_mutex_unlock(&ss->lock);
 		return r;
 	}
 	pthread_mutex_lock(&ss->lock);
@@ -265,10 +291,31 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 		r = cbt_seal(ss->cbt);
 	if (!r)
 		r = store_add_snapshot(ss->s, &row);
-	if (!r)
-		r = cow_set_newest(ss->c, row.seq);
-	if (!r)
-		r = cbt_next_generation(ss->cbt);
+	/*
+	 * Committed, the snapshot exists: a restart brings it back, so it is
+	 * listed and create succeeds whatever follows.  Left out of the
+	 * list, later purges would delete copies it reads, and after a
+	 * restart it would serve later bytes with valid checksums.  Rolling
+	 * the row back instead would have to undo the store's new
+	 * generation too.  Neither step after the commit can leave the
+	 * snapshot unprotected: cow_set_newest with a newer seq only sets it
+	 * and clears the fresh bits, and cbt_next_generation moves to the
+	 * store's new generation before what can fail (dropping bitmaps
+	 * beyond cbt_keep, tried again at the next snapshot), so their
+	 * errors are only logged.
+	 */
+	if (!r) {
+		int e = cow_set_newest(ss->c, row.seq);
+
+		if (e)
+			log_error("snapshot: seq %lld: chain: %s",
+				  (long long)row.seq, strerror(-e));
+		e = cbt_next_generation(ss->cbt);
+		if (e)
+			log_error("snapshot: seq %lld: changed-block "
+				  "tracking: %s",
+				  (long long)row.seq, strerror(-e));
+	}
 	cow_resume(ss->c);
 
 	if (!r) {
@@ -306,9 +353,11 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 	pthread_mutex_lock(&ss->op_lock);
 	pthread_mutex_lock(&ss->lock);
 	for (size_t i = 0; i < ss->n; i++)
-		if (!ss->v[i].deleted && !strcmp(ss->v[i].uuid, uuid)) {
+		if (!ss->v[i].deleted && !ss->v[i].purging &&
+		    !strcmp(ss->v[i].uuid, uuid)) {
 			seq = ss->v[i].seq;
 			opens = ss->v[i].opens;
+			ss->v[i].purging = !opens;
 			r = 0;
 			break;
 		}
@@ -325,9 +374,24 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 	if (opens) {
 		r = store_mark_deleted(ss->s, seq);
 		if (!r) {
+			struct snapshot *e;
+
+			/* The readers seen above may all have closed while
+			 * the mark was committed: their releases saw no
+			 * deletion, so the last of them did not purge and
+			 * this must.  One hold of lock both marks it
+			 * deleted and reads opens, so exactly one of this
+			 * and the last release purges. */
 			pthread_mutex_lock(&ss->lock);
-			ss->v[index_of(ss, seq)].deleted = true;
+			e = &ss->v[index_of(ss, seq)];
+			e->deleted = true;
+			opens = e->opens;
+			e->purging = !opens;
 			pthread_mutex_unlock(&ss->lock);
+			/* Marked, it is deleted whatever the purge does: one
+			 * that fails is finished at the next mount. */
+			if (!opens)
+				purge(ss, seq);
 		}
 	} else {
 		r = purge(ss, seq);
@@ -346,7 +410,8 @@ int snapshots_find(struct snapshots *ss, const char *uuid, struct snapshot *out)
 
 	pthread_mutex_lock(&ss->lock);
 	for (size_t i = 0; i < ss->n; i++)
-		if (!ss->v[i].deleted && !strcmp(ss->v[i].uuid, uuid)) {
+		if (!ss->v[i].deleted && !ss->v[i].purging &&
+		    !strcmp(ss->v[i].uuid, uuid)) {
 			*out = ss->v[i];
 			r = 0;
 			break;
@@ -373,7 +438,7 @@ int snapshots_open(struct snapshots *ss, int64_t seq)
 
 	pthread_mutex_lock(&ss->lock);
 	at = index_of(ss, seq);
-	if (at >= 0 && !ss->v[at].deleted)
+	if (at >= 0 && !ss->v[at].deleted && !ss->v[at].purging)
 		ss->v[at].opens++;
 	else
 		at = -1;
@@ -391,6 +456,8 @@ void snapshots_release(struct snapshots *ss, int64_t seq)
 	if (at >= 0 && ss->v[at].opens > 0) {
 		ss->v[at].opens--;
 		last = ss->v[at].deleted && ss->v[at].opens == 0;
+		if (last)
+			ss->v[at].purging = true;
 	}
 	pthread_mutex_unlock(&ss->lock);
 	if (!last)
@@ -409,7 +476,7 @@ int snapshots_list(struct snapshots *ss, struct snapshot **out, size_t *n)
 	v = malloc((ss->n ? ss->n : 1) * sizeof(*v));
 	if (v)
 		for (size_t i = 0; i < ss->n; i++)
-			if (!ss->v[i].deleted)
+			if (!ss->v[i].deleted && !ss->v[i].purging)
 				v[k++] = ss->v[i];
 	pthread_mutex_unlock(&ss->lock);
 	if (!v)
@@ -439,8 +506,15 @@ int snapshots_drop_all(struct snapshots *ss)
 	int r = 0;
 
 	pthread_mutex_lock(&ss->op_lock);
-	while (!r && ss->n)
-		r = purge(ss, ss->v[ss->n - 1].seq);
+	while (!r && ss->n) {
+		int64_t seq;
+
+		pthread_mutex_lock(&ss->lock);
+		seq = ss->v[ss->n - 1].seq;
+		ss->v[ss->n - 1].purging = true;
+		pthread_mutex_unlock(&ss->lock);
+		r = purge(ss, seq);
+	}
 	pthread_mutex_unlock(&ss->op_lock);
 	return r;
 }
@@ -454,9 +528,10 @@ int snapshots_drop_oldest(struct snapshots *ss)
 	pthread_mutex_lock(&ss->op_lock);
 	pthread_mutex_lock(&ss->lock);
 	for (size_t i = 0; i < ss->n; i++)
-		if (!ss->v[i].deleted && !ss->v[i].opens) {
+		if (!ss->v[i].deleted && !ss->v[i].purging && !ss->v[i].opens) {
 			seq = ss->v[i].seq;
 			memcpy(uuid, ss->v[i].uuid, sizeof(uuid));
+			ss->v[i].purging = true;
 			break;
 		}
 	pthread_mutex_unlock(&ss->lock);

@@ -80,7 +80,9 @@ int cow_set_newest(struct cow *c, int64_t newest_seq);
  * What a change does when the store cannot take what it must preserve:
  * with make_room (on_full=drop-oldest) it releases its locks, calls
  * make_room, and tries again until make_room fails; without (fail-writes)
- * it fails with -ENOSPC.  Set before requests are served.
+ * it fails with -ENOSPC.  make_room runs one call at a time, and not for
+ * a change that began before another call made room (that change just
+ * tries again).  Set before requests are served.
  */
 void cow_set_make_room(struct cow *c, int (*make_room)(void *arg), void *arg);
 

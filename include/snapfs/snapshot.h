@@ -25,6 +25,7 @@ struct snapshot {
 	uint64_t generation;
 	uint64_t size;
 	bool deleted; /* gone from the tree, still read by an open handle */
+	bool purging; /* its data is being removed: it opens no more */
 	unsigned opens; /* open handles */
 };
 
@@ -57,7 +58,8 @@ int snapshots_find(struct snapshots *ss, const char *uuid,
 /* Looks up any snapshot by seq, deleted ones still open included. */
 int snapshots_get(struct snapshots *ss, int64_t seq, struct snapshot *out);
 
-/* Counts an open handle on a visible snapshot; 0 or -ENOENT. */
+/* Counts an open handle on a visible snapshot; 0 or -ENOENT (also once
+ * its purge has begun). */
 int snapshots_open(struct snapshots *ss, int64_t seq);
 
 /* Drops an open handle; the last one of a deleted snapshot purges it. */
