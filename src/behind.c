@@ -168,8 +168,7 @@ static struct entry *ring_take(struct behind *q, size_t need)
 	return e;
 }
 
-int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off,
-		 uint32_t reserved)
+int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off)
 {
 	size_t need =
 		(sizeof(struct entry) + len + ALIGN - 1) & ~(size_t)(ALIGN - 1);
@@ -182,7 +181,6 @@ int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off,
 		pthread_cond_wait(&q->done, &q->lock);
 	e->pub = (struct behind_entry){ .off = off,
 					.len = len,
-					.reserved = reserved,
 					.data = (unsigned char *)(e + 1) };
 	e->next = NULL;
 	e->ready = false;

@@ -22,7 +22,6 @@ struct behind;
 struct behind_entry {
 	uint64_t off;
 	size_t len;
-	uint32_t reserved; /* what the caller reserved for it (store slots) */
 	const unsigned char *data;
 };
 
@@ -61,8 +60,7 @@ void behind_destroy(struct behind *q);
  * later behind_maybe_queued on the range says true until the worker has
  * written it.  0 or -E2BIG.
  */
-int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off,
-		 uint32_t reserved);
+int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off);
 
 /* False when no queued write touches a chunk of [off, off+len) (true may
  * be a neighbour's; no lock taken). */
