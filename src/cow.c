@@ -92,7 +92,7 @@ struct cow {
 	uint64_t preserved_count;
 	struct behind *behind; /* writes waiting for their preservation */
 	unsigned char *room[BEHIND_WORKERS]; /* write-behind chunk buffers */
-	uint64_t flush_seen, instant_seen; /* behind_error readers */
+	uint64_t instant_seen; /* snapshot create's behind_error cursor */
 };
 
 static bool bit_test(const uint64_t *m, uint64_t i)
@@ -540,7 +540,7 @@ static bool overlap(const struct behind_entry *a, const struct behind_entry *b)
 static void log_dropped(struct behind_entry *const *v, size_t n, int r)
 {
 	log_error("cow: %zu queued writes from %llu (%zu bytes) dropped: %s; "
-		  "the next fsync reports it",
+		  "each file open now is told at its next fsync or close",
 		  n, (unsigned long long)v[0]->off, v[0]->len, strerror(-r));
 }
 
@@ -774,8 +774,30 @@ int cow_flush(struct cow *c)
 
 	behind_wait(c->behind);
 	r = backing_sync(c->b);
-	e = behind_error(c->behind, &c->flush_seen);
+	e = behind_error_untold(c->behind);
 	return r ? r : e;
+}
+
+uint64_t cow_error_mark(struct cow *c)
+{
+	return behind_error_mark(c->behind);
+}
+
+int cow_fsync(struct cow *c, uint64_t *seen)
+{
+	int r, e;
+
+	behind_wait(c->behind);
+	r = backing_sync(c->b);
+	e = behind_error(c->behind, seen);
+	return r ? r : e;
+}
+
+int cow_close_error(struct cow *c, uint64_t *seen, bool wrote)
+{
+	if (wrote)
+		behind_wait(c->behind);
+	return behind_error(c->behind, seen);
 }
 
 int cow_write_error(struct cow *c)
