@@ -23,9 +23,11 @@
  *             before it looked (a ticket: the newest id at that time);
  *   instants  fsync, discard, seek and a snapshot wait until everything
  *             queued before them is written (behind_wait);
- *   errors    a batch that fails is dropped; the error is kept and
- *             returned once to each reader, fsync and snapshot create,
- *             as the page cache does with write-back errors;
+ *   errors    a batch that fails is dropped; its error is kept and
+ *             numbered, and each reader holds a cursor (each open file
+ *             of live.img, snapshot create) and is told of a failure
+ *             after it once, as the page cache does with write-back
+ *             errors (errseq_t);
  *   memory    at most BEHIND_RING_BYTES queued; writers wait for room.
  * As with a disk's volatile write cache, what is queued is gone if the
  * daemon is killed before it is written: data that was fsync'd is not.
@@ -75,8 +77,9 @@ struct behind {
 	uint64_t last_id; /* newest id handed out */
 	uint64_t done_id; /* every id up to this one is finished */
 	uint64_t queued; /* entries in the ring (atomic reads) */
-	int err;
-	uint64_t err_seq;
+	int err; /* of the last batch that failed */
+	uint64_t err_seq; /* batches that failed */
+	uint64_t err_told; /* err_seq when a reader was last told */
 	bool stop;
 	uint32_t pend[PEND_SLOTS];
 };
@@ -168,8 +171,7 @@ static struct entry *ring_take(struct behind *q, size_t need)
 	return e;
 }
 
-int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off,
-		 uint32_t reserved)
+int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off)
 {
 	size_t need =
 		(sizeof(struct entry) + len + ALIGN - 1) & ~(size_t)(ALIGN - 1);
@@ -182,7 +184,6 @@ int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off,
 		pthread_cond_wait(&q->done, &q->lock);
 	e->pub = (struct behind_entry){ .off = off,
 					.len = len,
-					.reserved = reserved,
 					.data = (unsigned char *)(e + 1) };
 	e->next = NULL;
 	e->ready = false;
@@ -309,6 +310,16 @@ void behind_wait(struct behind *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
+uint64_t behind_error_mark(struct behind *q)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&q->lock);
+	seq = q->err_seq;
+	pthread_mutex_unlock(&q->lock);
+	return seq;
+}
+
 int behind_error(struct behind *q, uint64_t *seen)
 {
 	int r = 0;
@@ -316,10 +327,15 @@ int behind_error(struct behind *q, uint64_t *seen)
 	pthread_mutex_lock(&q->lock);
 	if (*seen != q->err_seq) {
 		r = q->err;
-		*seen = q->err_seq;
+		*seen = q->err_told = q->err_seq;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return r;
+}
+
+int behind_error_untold(struct behind *q)
+{
+	return behind_error(q, &q->err_told);
 }
 
 int behind_create(struct behind **out, uint32_t chunk_size, size_t batch_chunks,

@@ -19,7 +19,17 @@
  *
  * A write that must preserve first is queued instead (behind.c) and
  * answered; the queue's workers preserve and write it in order
- * (cow_batch_prepare, cow_batch_write).
+ * (cow_batch_prepare, cow_batch_write).  Its answer promises that the
+ * preservation will find room, so a queued write first reserves a store
+ * slot for each chunk it must preserve, once per chunk however many
+ * queued writes touch it; a third bit per chunk holds that promise:
+ *   promised   a store slot is reserved for the chunk's preservation.
+ *              Set by the queued write that reserved it (atomically, no
+ *              lock); taken, under the chunk's stripe lock, by whichever
+ *              preservation of the chunk comes first, which uses the slot
+ *              or gives it back (the chunk was fresh, or a zero chunk
+ *              needs none).  Every queued write's batch looks at each of
+ *              its chunks, so no promise outlives the queue.
  *
  * Locking:
  *   instant   a rwlock: every live write holds it shared from its first
@@ -44,6 +54,7 @@
  * Not here: which snapshots exist (snapshot.c), where bytes live on disk
  * (store.c), how I/O is issued (uring.c).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -78,6 +89,7 @@ struct cow {
 	uint64_t nchunks;
 	uint64_t *fresh;
 	uint64_t *preserved;
+	uint64_t *promised;
 	int64_t newest; /* changes only with instant held exclusive */
 	int (*make_room)(void *arg); /* on_full=drop-oldest, else NULL */
 	void *make_room_arg;
@@ -88,7 +100,7 @@ struct cow {
 	uint64_t preserved_count;
 	struct behind *behind; /* writes waiting for their preservation */
 	unsigned char *room[BEHIND_WORKERS]; /* write-behind chunk buffers */
-	uint64_t flush_seen, instant_seen; /* behind_error readers */
+	uint64_t instant_seen; /* snapshot create's behind_error cursor */
 };
 
 static bool bit_test(const uint64_t *m, uint64_t i)
@@ -99,6 +111,22 @@ static bool bit_test(const uint64_t *m, uint64_t i)
 static void bit_set(uint64_t *m, uint64_t i)
 {
 	__atomic_fetch_or(&m[i / 64], 1ull << (i % 64), __ATOMIC_RELEASE);
+}
+
+/* Sets bit i; true when it was set already. */
+static bool bit_test_and_set(uint64_t *m, uint64_t i)
+{
+	uint64_t b = 1ull << (i % 64);
+
+	return __atomic_fetch_or(&m[i / 64], b, __ATOMIC_ACQ_REL) & b;
+}
+
+/* Clears bit i; true when it was set. */
+static bool bit_test_and_clear(uint64_t *m, uint64_t i)
+{
+	uint64_t b = 1ull << (i % 64);
+
+	return __atomic_fetch_and(&m[i / 64], ~b, __ATOMIC_ACQ_REL) & b;
 }
 
 static size_t words(uint64_t nbits)
@@ -197,7 +225,8 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	c->newest = newest_seq;
 	c->fresh = calloc(words(c->nchunks), sizeof(uint64_t));
 	c->preserved = calloc(words(c->nchunks), sizeof(uint64_t));
-	if (!c->fresh || !c->preserved) {
+	c->promised = calloc(words(c->nchunks), sizeof(uint64_t));
+	if (!c->fresh || !c->preserved || !c->promised) {
 		r = -ENOMEM;
 		goto err;
 	}
@@ -224,6 +253,7 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 err:
 	free(c->fresh);
 	free(c->preserved);
+	free(c->promised);
 	free(c);
 	return r;
 }
@@ -241,6 +271,7 @@ void cow_destroy(struct cow *c)
 	pthread_mutex_destroy(&c->room_lock);
 	free(c->fresh);
 	free(c->preserved);
+	free(c->promised);
 	free(c);
 }
 
@@ -260,32 +291,45 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
 /*
  * Preserves those of chunks[0..n) (ascending) that are still not fresh:
  * reads their live bytes in one batch (into room, n chunks long, or a
- * scratch buffer), takes consecutive free slots for them (the first
- * *reserved of them promised by store_slot_reserve), and hands rows and
- * bytes to the group commit, which writes the bytes, syncs and commits.
+ * scratch buffer), takes consecutive free slots for them (a chunk's
+ * promised slot where it has one), and hands rows and bytes to the group
+ * commit, which writes the bytes, syncs and commits.  Takes the promise
+ * of every one of chunks[] it finds promised, fresh or not, used or
+ * given back, whether the preservation succeeds or fails.
  * Caller holds instant shared or is a write-behind worker;
  * n <= COW_BATCH_CHUNKS.
  */
 static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
-			struct cbt_pending *bits, uint64_t *reserved,
-			unsigned char *room)
+			struct cbt_pending *bits, unsigned char *room)
 {
 	struct stripe_set set;
 	struct io_op ops[COW_BATCH_CHUNKS];
 	struct chunk_row rows[COW_BATCH_CHUNKS];
 	int64_t offs[COW_BATCH_CHUNKS];
 	size_t nz[COW_BATCH_CHUNKS];
+	bool kept[COW_BATCH_CHUNKS]; /* rows[i] holds a promise */
 	unsigned char *buf = NULL;
 	size_t k = 0, nnz = 0, i;
+	uint64_t reserved = 0, spare = 0;
 	int r = 0;
 
 	stripes_of(&set, chunks, n);
 	stripes_lock(c, &set, true);
-	for (i = 0; i < n; i++)
-		if (!bit_test(c->fresh, chunks[i]))
-			rows[k++] = (struct chunk_row){ .chunk_idx = chunks[i],
-							.seq = c->newest,
-							.data_off = -1 };
+	for (i = 0; i < n; i++) {
+		bool p = bit_test(c->promised, chunks[i]);
+
+		if (bit_test(c->fresh, chunks[i])) {
+			/* preserved by one that did not use the promise */
+			if (p && bit_test_and_clear(c->promised, chunks[i]))
+				spare++;
+			continue;
+		}
+		kept[k] = p;
+		reserved += p;
+		rows[k++] = (struct chunk_row){ .chunk_idx = chunks[i],
+						.seq = c->newest,
+						.data_off = -1 };
+	}
 	if (!k)
 		goto out;
 	buf = room ? room : scratch_get(SCRATCH_CHUNKS, k * (size_t)c->cs);
@@ -320,7 +364,7 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		}
 	}
 	if (nnz) /* a batch of zero chunks needs no slot */
-		r = store_slot_alloc_run(c->s, offs, nnz, reserved);
+		r = store_slot_alloc_run(c->s, offs, nnz, &reserved);
 	for (i = 0; i < nnz; i++)
 		rows[nz[i]].data_off = offs[i];
 	if (!r) {
@@ -348,6 +392,13 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	}
 	__atomic_fetch_add(&c->preserved_count, k, __ATOMIC_RELAXED);
 out:
+	/* Only the promises read above: one made since is another's. */
+	for (i = 0; i < k; i++)
+		if (kept[i])
+			bit_test_and_clear(c->promised, rows[i].chunk_idx);
+	spare += reserved; /* zero chunks', or a failure's */
+	if (spare)
+		store_slot_unreserve(c->s, spare);
 	stripes_unlock(c, &set);
 	if (!room)
 		scratch_put(SCRATCH_CHUNKS, buf);
@@ -360,7 +411,7 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
 			      struct cbt_pending *p)
 {
 	uint64_t chunks[COW_BATCH_CHUNKS];
-	uint64_t i, last = (off + len - 1) / c->cs, none = 0;
+	uint64_t i, last = (off + len - 1) / c->cs;
 	size_t n = 0;
 	int r;
 
@@ -371,13 +422,13 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
 			continue;
 		chunks[n++] = i;
 		if (n == COW_BATCH_CHUNKS) {
-			r = cow_preserve(c, chunks, n, p, &none, NULL);
+			r = cow_preserve(c, chunks, n, p, NULL);
 			if (r)
 				return r;
 			n = 0;
 		}
 	}
-	return n ? cow_preserve(c, chunks, n, p, &none, NULL) : 0;
+	return n ? cow_preserve(c, chunks, n, p, NULL) : 0;
 }
 
 /*
@@ -409,37 +460,78 @@ static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len,
 	return r;
 }
 
+/* Gives back the promises of [off, off+len)'s chunks, for a queued
+ * write's batch that failed.  Takes the chunks' stripe locks. */
+static void cow_drop_promises(struct cow *c, uint64_t off, uint64_t len)
+{
+	uint64_t ch, last = (off + len - 1) / c->cs, n = 0;
+
+	for (ch = off / c->cs; ch <= last; ch++) {
+		pthread_rwlock_t *st = &c->stripes[ch % NSTRIPES];
+
+		if (!bit_test(c->promised, ch))
+			continue;
+		pthread_rwlock_wrlock(st);
+		n += bit_test_and_clear(c->promised, ch);
+		pthread_rwlock_unlock(st);
+	}
+	if (n)
+		store_slot_unreserve(c->s, n);
+}
+
+/* Chunks a queued write touches at most (chunk_size is 4 KiB or more). */
+#define WRITE_CHUNKS_MAX (BEHIND_MAX_WRITE / 4096 + 1)
+
 /*
  * Queues a write that must preserve chunks first, or that follows a
  * queued write to the same chunks (behind.c), once its changed blocks
- * are recorded and the store slots its preservation may take are
- * promised.  0 when queued: the write is answered and the worker
- * finishes it (cow_batch_prepare, cow_batch_write).  WRITE_DIRECT when
- * nothing is to be preserved or waited for: the caller records the bits
- * and writes.  WRITE_SYNC when the caller must preserve first itself (no
- * room promised: the synchronous path makes room or fails the write).
- * Or -errno.  Caller holds instant shared.
+ * are recorded and a store slot is promised to each chunk it must
+ * preserve that has none yet.  0 when queued: the write is answered and
+ * the worker finishes it (cow_batch_prepare, cow_batch_write).
+ * WRITE_DIRECT when nothing is to be preserved or waited for: the caller
+ * records the bits and writes.  WRITE_SYNC when the caller must preserve
+ * first itself (no room promised: the synchronous path makes room or
+ * fails the write).  Or -errno.  Caller holds instant shared.
  */
 enum { WRITE_DIRECT = 1, WRITE_SYNC };
 
 static int cow_write_behind(struct cow *c, const void *buf, size_t len,
 			    uint64_t off)
 {
-	uint64_t i, last = (off + len - 1) / c->cs, k = 0;
+	uint64_t first = off / c->cs, last = (off + len - 1) / c->cs, i;
+	uint64_t mine[(WRITE_CHUNKS_MAX + 63) / 64] = { 0 };
+	uint64_t need = 0, k = 0, twice = 0;
 	int r;
 
 	if (c->newest)
-		for (i = off / c->cs; i <= last; i++)
-			k += !bit_test(c->fresh, i);
-	if (!k && !behind_maybe_queued(c->behind, off, len))
+		for (i = first; i <= last; i++)
+			need += !bit_test(c->fresh, i);
+	if (!need && !behind_maybe_queued(c->behind, off, len))
 		return WRITE_DIRECT;
-	if (len > BEHIND_MAX_WRITE || (k && store_slot_reserve(c->s, k)))
+	if (len > BEHIND_MAX_WRITE)
+		return WRITE_SYNC;
+	assert(last - first < WRITE_CHUNKS_MAX);
+	for (i = first; need && i <= last; i++)
+		if (!bit_test(c->fresh, i) && !bit_test(c->promised, i)) {
+			mine[(i - first) / 64] |= 1ull << ((i - first) % 64);
+			k++;
+		}
+	if (k && store_slot_reserve(c->s, k))
 		return WRITE_SYNC;
 	r = cow_prepare_change(c, off, len, false);
-	if (!r)
-		r = behind_queue(c->behind, buf, len, off, (uint32_t)k);
-	if (r)
+	if (r) {
 		store_slot_unreserve(c->s, k);
+		return r;
+	}
+	/* Before the write is queued, so that its batch takes them. */
+	for (i = first; k && i <= last; i++)
+		if (mine[(i - first) / 64] >> ((i - first) % 64) & 1)
+			twice += bit_test_and_set(c->promised, i);
+	if (twice) /* promised by another writer meanwhile */
+		store_slot_unreserve(c->s, twice);
+	r = behind_queue(c->behind, buf, len, off);
+	if (r)
+		cow_drop_promises(c, off, len);
 	return r;
 }
 
@@ -458,15 +550,17 @@ static bool overlap(const struct behind_entry *a, const struct behind_entry *b)
 static void log_dropped(struct behind_entry *const *v, size_t n, int r)
 {
 	log_error("cow: %zu queued writes from %llu (%zu bytes) dropped: %s; "
-		  "the next fsync reports it",
+		  "each file open now is told at its next fsync or close",
 		  n, (unsigned long long)v[0]->off, v[0]->len, strerror(-r));
 }
 
 /*
  * Prepares a write-behind batch, v[0..n) in the order they were queued,
  * on worker w: preserves every chunk they touch that is not fresh, a
- * commit per behind_batch_chunks chunks, with the slots promised when
- * each was queued.  Runs alongside the other worker's batch (the stripe
+ * commit per behind_batch_chunks chunks, with the slots promised to the
+ * chunks when the writes were queued; gives back the promises of chunks
+ * that need none any more, and, when it fails, of every chunk it
+ * touches.  Runs alongside the other worker's batch (the stripe
  * locks keep one chunk from being preserved twice) and only while no
  * snapshot is being taken (cow_quiesce waits for the queue), so newest
  * is that of the writes' instant.
@@ -476,7 +570,7 @@ static int cow_batch_prepare(void *arg, unsigned w,
 {
 	struct cow *c = arg;
 	struct cbt_pending none = { 0 };
-	uint64_t *chunks = NULL, reserved = 0, ch;
+	uint64_t *chunks = NULL, ch;
 	size_t nc = 0, total = 0, i, j, piece = behind_batch_chunks(c);
 	int r = 0;
 
@@ -484,11 +578,9 @@ static int cow_batch_prepare(void *arg, unsigned w,
 	 * copies themselves. */
 	if (!c->room[w])
 		c->room[w] = aligned_alloc(4096, piece * c->cs);
-	for (i = 0; i < n; i++) {
-		reserved += v[i]->reserved;
+	for (i = 0; i < n; i++)
 		total += (v[i]->off + v[i]->len - 1) / c->cs -
 			 v[i]->off / c->cs + 1;
-	}
 	chunks = malloc(total * sizeof(*chunks));
 	if (!chunks || !c->room[w]) {
 		r = -ENOMEM;
@@ -497,7 +589,8 @@ static int cow_batch_prepare(void *arg, unsigned w,
 	for (i = 0; i < n && c->newest; i++)
 		for (ch = v[i]->off / c->cs;
 		     ch <= (v[i]->off + v[i]->len - 1) / c->cs; ch++)
-			if (!bit_test(c->fresh, ch))
+			if (!bit_test(c->fresh, ch) ||
+			    bit_test(c->promised, ch))
 				chunks[nc++] = ch;
 	qsort(chunks, nc, sizeof(*chunks), cmp_u64);
 	for (i = j = 0; i < nc; i++)
@@ -506,9 +599,10 @@ static int cow_batch_prepare(void *arg, unsigned w,
 	nc = j;
 	for (i = 0; i < nc && !r; i += piece)
 		r = cow_preserve(c, chunks + i, nc - i < piece ? nc - i : piece,
-				 &none, &reserved, c->room[w]);
+				 &none, c->room[w]);
 out:
-	store_slot_unreserve(c->s, reserved);
+	for (i = 0; r && i < n; i++) /* the batch is dropped */
+		cow_drop_promises(c, v[i]->off, v[i]->len);
 	free(chunks);
 	if (r)
 		log_dropped(v, n, r);
@@ -739,8 +833,30 @@ int cow_flush(struct cow *c)
 
 	behind_wait(c->behind);
 	r = backing_sync(c->b);
-	e = behind_error(c->behind, &c->flush_seen);
+	e = behind_error_untold(c->behind);
 	return r ? r : e;
+}
+
+uint64_t cow_error_mark(struct cow *c)
+{
+	return behind_error_mark(c->behind);
+}
+
+int cow_fsync(struct cow *c, uint64_t *seen)
+{
+	int r, e;
+
+	behind_wait(c->behind);
+	r = backing_sync(c->b);
+	e = behind_error(c->behind, seen);
+	return r ? r : e;
+}
+
+int cow_close_error(struct cow *c, uint64_t *seen, bool wrote)
+{
+	if (wrote)
+		behind_wait(c->behind);
+	return behind_error(c->behind, seen);
 }
 
 int cow_write_error(struct cow *c)

@@ -81,6 +81,12 @@ struct bitmap_handle {
 	pthread_mutex_t lock;
 };
 
+/* An open live.img: where its write-back error cursor stands. */
+struct live_handle {
+	uint64_t err_seen; /* cow_error_mark at open, then cow_fsync's */
+	bool writable;
+};
+
 #define XATTR_STORE "user.snapfs.store"
 #define FIXED_TIMEOUT 86400.0 /* the fixed entries never change */
 
@@ -219,8 +225,9 @@ static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 }
 
 /* Replies to an open with flags libfuse 3.14 cannot express
- * (FOPEN_PARALLEL_DIRECT_WRITES): struct fuse_open_out by hand. */
-static void reply_open_flags(fuse_req_t req, uint64_t fh, uint32_t flags)
+ * (FOPEN_PARALLEL_DIRECT_WRITES): struct fuse_open_out by hand.  0 or
+ * -errno when the reply could not be sent (the open never happened). */
+static int reply_open_flags(fuse_req_t req, uint64_t fh, uint32_t flags)
 {
 	struct {
 		uint64_t fh;
@@ -229,7 +236,7 @@ static void reply_open_flags(fuse_req_t req, uint64_t fh, uint32_t flags)
 	} out = { fh, flags, 0 };
 	struct iovec iov = { &out, sizeof(out) };
 
-	fuse_reply_iov(req, &iov, 1);
+	return fuse_reply_iov(req, &iov, 1);
 }
 
 static void bitmap_handle_free(struct bitmap_handle *h)
@@ -248,16 +255,28 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 	int r;
 
 	switch (tree_kind_of(ino)) {
-	case TREE_LIVE:
+	case TREE_LIVE: {
+		struct live_handle *h;
+
 		if (wants_write && d->opts.ro) {
 			fuse_reply_err(req, EROFS);
 			return;
 		}
-		reply_open_flags(
-			req, 0,
-			FOPEN_KEEP_CACHE | FOPEN_PARALLEL_DIRECT_WRITES |
-				(d->fs->dio_mmap ? FOPEN_DIRECT_IO : 0));
+		h = calloc(1, sizeof(*h));
+		if (!h) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		/* Told of writes dropped from now on, as with errseq_t. */
+		h->err_seen = cow_error_mark(d->cow);
+		h->writable = wants_write;
+		if (reply_open_flags(
+			    req, (uint64_t)(uintptr_t)h,
+			    FOPEN_KEEP_CACHE | FOPEN_PARALLEL_DIRECT_WRITES |
+				    (d->fs->dio_mmap ? FOPEN_DIRECT_IO : 0)))
+			free(h);
 		return;
+	}
 	case TREE_SNAPSHOT:
 		if (wants_write) {
 			fuse_reply_err(req, EROFS);
@@ -321,6 +340,8 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 		snapshots_release(req_daemon(req)->snaps, (int64_t)fi->fh);
 	if (tree_kind_of(ino) == TREE_BITMAP)
 		bitmap_handle_free((void *)(uintptr_t)fi->fh);
+	if (tree_kind_of(ino) == TREE_LIVE)
+		free((void *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -399,21 +420,29 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, (size_t)n);
 }
 
+/* A close of an open file: live.img's reports a dropped write, once. */
 static void fs_op_flush(fuse_req_t req, fuse_ino_t ino,
 			struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
+	struct live_handle *h = (void *)(uintptr_t)fi->fh;
+
+	if (tree_kind_of(ino) == TREE_LIVE)
+		fuse_reply_err(req,
+			       -cow_close_error(req_daemon(req)->cow,
+						&h->err_seen, h->writable));
+	else
+		fuse_reply_err(req, 0);
 }
 
 static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			struct fuse_file_info *fi)
 {
+	struct live_handle *h = (void *)(uintptr_t)fi->fh;
+
 	(void)datasync;
-	(void)fi;
 	if (tree_kind_of(ino) == TREE_LIVE)
-		fuse_reply_err(req, -cow_flush(req_daemon(req)->cow));
+		fuse_reply_err(req,
+			       -cow_fsync(req_daemon(req)->cow, &h->err_seen));
 	else
 		fuse_reply_err(req, 0);
 }

@@ -7,7 +7,11 @@
  * engine is destroyed.  A batch is submitted with one io_uring_submit and
  * reaped in full before uring_run returns, so callers keep the simple
  * "call, then reply" shape while a request that spans many chunks still
- * costs one system call for all of its transfers.
+ * costs one system call for all of its transfers.  That holds when the
+ * ring itself fails too (a submit or a wait that returns an error): what
+ * the kernel took is cancelled and waited for, and the thread's ring is
+ * replaced, so no op of a failed batch lingers to touch the caller's
+ * buffers after it has them back or to be counted by the next batch.
  *
  * A batch of one op is issued as a plain pread/pwrite (see uring_run),
  * and so is every op on a file in memory (tmpfs, ramfs): io_uring has no
@@ -26,6 +30,7 @@
  */
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,9 +199,63 @@ static int op_finish_sync(const struct io_op *op, size_t done)
 	return 0;
 }
 
-/* Submits and reaps *ops[0..n), n no more than the ring's depth. */
-static int run_slice(struct thread_ring *tr, struct io_op *const *v, unsigned n)
+/* Lets go of the calling thread's ring: the next batch makes a new one. */
+static void ring_discard(struct thread_ring *tr)
 {
+	struct uring_engine *e = tr->engine;
+
+	pthread_setspecific(e->key, NULL);
+	pthread_mutex_lock(&e->lock);
+	ring_unlink(e, tr);
+	pthread_mutex_unlock(&e->lock);
+	io_uring_queue_exit(&tr->ring);
+	free(tr);
+}
+
+/*
+ * After a failed submit or wait: cancels the in_flight ops the kernel took
+ * and waits for each one's completion (a cancelled one completes too), so
+ * that nothing moves bytes to or from the batch's buffers once its caller
+ * has them back; then discards the ring, with whatever SQEs the kernel
+ * never took.  A wait that keeps failing is waited out with poll(2) on
+ * the ring; to return earlier would let the kernel write into memory the
+ * caller has freed.
+ */
+static void ring_abandon(struct thread_ring **trp, unsigned in_flight)
+{
+	struct thread_ring *tr = *trp;
+	struct io_uring_sync_cancel_reg cancel = {
+		.flags = IORING_ASYNC_CANCEL_ANY,
+		.timeout = { .tv_sec = -1, .tv_nsec = -1 },
+	};
+	struct io_uring_cqe *cqe;
+
+	if (in_flight) /* old kernels: the ops complete by themselves */
+		io_uring_register_sync_cancel(&tr->ring, &cancel);
+	while (in_flight) {
+		int r = io_uring_wait_cqe(&tr->ring, &cqe);
+
+		if (!r) {
+			io_uring_cqe_seen(&tr->ring, cqe);
+			in_flight--;
+		} else if (r != -EINTR) {
+			struct pollfd pfd = { .fd = tr->ring.ring_fd,
+					      .events = POLLIN };
+
+			poll(&pfd, 1, 100);
+		}
+	}
+	ring_discard(tr);
+	*trp = NULL;
+}
+
+/* Submits and reaps *ops[0..n), n no more than the ring's depth.  On a
+ * failure of the ring itself, returns only once none of them is in
+ * flight, with *trp discarded (NULL): the next op makes a new ring. */
+static int run_slice(struct thread_ring **trp, struct io_op *const *v,
+		     unsigned n)
+{
+	struct thread_ring *tr = *trp;
 	struct io_uring_cqe *cqe;
 	unsigned i, reaped = 0;
 	int r, first_err = 0;
@@ -213,17 +272,35 @@ static int run_slice(struct thread_ring *tr, struct io_op *const *v, unsigned n)
 					   (unsigned)op->len, op->off);
 		io_uring_sqe_set_data64(sqe, i);
 	}
-	do {
+	/* The kernel may take fewer SQEs than offered: offer the rest. */
+	for (;;) {
+		unsigned left = io_uring_sq_ready(&tr->ring);
+
 		r = io_uring_submit_and_wait(&tr->ring, n);
-	} while (r == -EINTR);
-	if (r < 0)
+		if (r == -EINTR)
+			continue;
+		if (r < 0 || !io_uring_sq_ready(&tr->ring))
+			break;
+		if (io_uring_sq_ready(&tr->ring) == left) {
+			r = -EAGAIN;
+			break;
+		}
+	}
+	if (r < 0) {
+		log_error("uring: submit %u ops: %s", n, strerror(-r));
+		ring_abandon(trp, n - io_uring_sq_ready(&tr->ring));
 		return r;
+	}
 	while (reaped < n) {
 		r = io_uring_wait_cqe(&tr->ring, &cqe);
 		if (r == -EINTR)
 			continue;
-		if (r < 0)
+		if (r < 0) {
+			log_error("uring: wait for %u ops: %s", n - reaped,
+				  strerror(-r));
+			ring_abandon(trp, n - reaped);
 			return r;
+		}
 		i = (unsigned)io_uring_cqe_get_data64(cqe);
 		r = cqe->res;
 		io_uring_cqe_seen(&tr->ring, cqe);
@@ -309,7 +386,7 @@ static int uring_run_batch(struct uring_engine *e, struct io_op *ops,
 			v[m++] = &ops[i];
 			if (m < e->depth)
 				continue;
-			r = run_slice(tr, v, m);
+			r = run_slice(&tr, v, m);
 			m = 0;
 		} else {
 			r = op_finish_sync(&ops[i], 0);
@@ -317,6 +394,6 @@ static int uring_run_batch(struct uring_engine *e, struct io_op *ops,
 		if (r && !first_err)
 			first_err = r;
 	}
-	r = m ? run_slice(tr, v, m) : 0;
+	r = m ? run_slice(&tr, v, m) : 0;
 	return first_err ? first_err : r;
 }

@@ -22,7 +22,6 @@ struct behind;
 struct behind_entry {
 	uint64_t off;
 	size_t len;
-	uint32_t reserved; /* what the caller reserved for it (store slots) */
 	const unsigned char *data;
 };
 
@@ -61,8 +60,7 @@ void behind_destroy(struct behind *q);
  * later behind_maybe_queued on the range says true until the worker has
  * written it.  0 or -E2BIG.
  */
-int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off,
-		 uint32_t reserved);
+int behind_queue(struct behind *q, const void *buf, size_t len, uint64_t off);
 
 /* False when no queued write touches a chunk of [off, off+len) (true may
  * be a neighbour's; no lock taken). */
@@ -74,11 +72,22 @@ bool behind_idle(struct behind *q);
 /* Waits until every write queued before the call is written or dropped. */
 void behind_wait(struct behind *q);
 
+/* A new reader's error cursor: behind_error with it reports only
+ * batches that fail after this call. */
+uint64_t behind_error_mark(struct behind *q);
+
 /*
- * The error of the last batch that failed since *seen was taken (0 if
- * none), and brings *seen up to date: each reader (fsync, snapshot) sees
- * a failure once, as with write-back errors of the page cache.
+ * The error of the last batch that failed since cursor *seen was taken
+ * (0 if none), and brings *seen up to date: each reader (an open file,
+ * snapshot create) sees a failure once, as with write-back errors of the
+ * page cache.  Any thread; *seen is read and written under the queue's
+ * lock.
  */
 int behind_error(struct behind *q, uint64_t *seen);
+
+/* The error of the last batch that failed, if no reader was told of it
+ * or of a later one by behind_error (0 if none); then they count as
+ * told. */
+int behind_error_untold(struct behind *q);
 
 #endif

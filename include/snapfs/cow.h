@@ -36,9 +36,11 @@ ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off);
  * snapshot still needs.  Bytes written (short at the image's end, -ENOSPC
  * past it) or -errno; nothing is overwritten unless preserved first.  A
  * write that must preserve may return once it is queued (write-behind):
- * reads see it at once; cow_flush and a snapshot wait for it, and an
- * error that drops it is returned by the next cow_flush and
- * cow_write_error. */
+ * reads see it at once; an fsync and a snapshot wait for it, and an
+ * error that drops it is returned once to each open file of live.img
+ * that was open when it happened (cow_fsync, cow_close_error), to the
+ * next snapshot (cow_write_error), and by cow_flush if none of them was
+ * told. */
 ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
 		       uint64_t off);
 
@@ -46,9 +48,25 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
  * 0 or -errno. */
 int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero);
 
-/* Writes what is queued and flushes live data to stable storage.  0 or
- * -errno, also when a queued write was dropped since the last flush. */
+/* Writes what is queued and flushes live data to stable storage, for
+ * the daemon's stop.  0 or -errno, also when a queued write was dropped
+ * and no open file or snapshot was told (cow_write_live). */
 int cow_flush(struct cow *c);
+
+/* An error cursor for a file of live.img being opened: with it, cow_fsync
+ * and cow_close_error report writes dropped after this call. */
+uint64_t cow_error_mark(struct cow *c);
+
+/* The fsync of an open file of live.img: writes what is queued and
+ * flushes live data to stable storage.  0 or -errno, also when a queued
+ * write was dropped since cursor *seen, which is then brought up to date
+ * (each open file is told once).  Any thread. */
+int cow_fsync(struct cow *c, uint64_t *seen);
+
+/* The close (FUSE flush) of an open file of live.img with cursor *seen:
+ * -errno when a queued write was dropped since *seen (waiting for the
+ * queue first when the file was open for writing), once; else 0. */
+int cow_close_error(struct cow *c, uint64_t *seen, bool wrote);
 
 /* -errno when a queued write was dropped since the last call (each
  * snapshot asks, after cow_quiesce), else 0. */

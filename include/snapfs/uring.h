@@ -39,8 +39,9 @@ void uring_engine_destroy(struct uring_engine *e);
 /*
  * Submits ops[0..n) together on the calling thread's ring and waits for
  * all of them.  Returns 0 when each op moved all of its bytes, else the
- * first error as -errno (-EIO for a read that met end of file).  Any
- * thread; each thread gets its own ring on first use.
+ * first error as -errno (-EIO for a read that met end of file); either
+ * way no op is still in flight.  Any thread; each thread gets its own
+ * ring on first use.
  */
 int uring_run(struct uring_engine *e, struct io_op *ops, unsigned n);
 

@@ -101,7 +101,7 @@ static void *writer_main(void *arg)
 		uint64_t off = base + (uint64_t)i * 2 * BEHIND_MAX_WRITE;
 
 		fill(buf, len, off);
-		cr_assert_eq(behind_queue(q, buf, len, off, 0), 0);
+		cr_assert_eq(behind_queue(q, buf, len, off), 0);
 	}
 	free(buf);
 	return NULL;
@@ -146,7 +146,7 @@ Test(behind, a_queued_range_is_seen_until_written_and_wait_waits)
 	cr_assert_eq(behind_create(&q, CS, 128, &ops, NULL), 0);
 	cr_assert_not(behind_maybe_queued(q, 0, 1 << 30));
 	fill(buf, sizeof(buf), 5 * CS + 10);
-	cr_assert_eq(behind_queue(q, buf, sizeof(buf), 5 * CS + 10, 0), 0);
+	cr_assert_eq(behind_queue(q, buf, sizeof(buf), 5 * CS + 10), 0);
 	cr_assert(behind_maybe_queued(q, 5 * CS, 1));
 	cr_assert(behind_maybe_queued(q, 4 * CS, CS + 1), "overlaps chunk 5");
 	cr_assert_not(behind_maybe_queued(q, 4 * CS, CS), "chunk 4 only");
@@ -169,13 +169,13 @@ Test(behind, a_failed_batch_is_reported_once_to_each_reader)
 	cr_assert_eq(behind_create(&q, CS, 1, &ops, NULL), 0);
 	seen.fail_off = 3 * CS;
 	fill(buf, sizeof(buf), 3 * CS);
-	cr_assert_eq(behind_queue(q, buf, sizeof(buf), 3 * CS, 0), 0);
+	cr_assert_eq(behind_queue(q, buf, sizeof(buf), 3 * CS), 0);
 	fill(buf, sizeof(buf), 9 * CS);
-	cr_assert_eq(behind_queue(q, buf, sizeof(buf), 9 * CS, 0), 0);
+	cr_assert_eq(behind_queue(q, buf, sizeof(buf), 9 * CS), 0);
 	behind_wait(q);
 	cr_assert_eq(seen.n, 2, "the batch after a failure still runs");
 	cr_assert_eq(behind_error(q, &flush_seen), -EIO);
 	cr_assert_eq(behind_error(q, &flush_seen), 0, "once per reader");
 	cr_assert_eq(behind_error(q, &snap_seen), -EIO, "each reader sees it");
-	cr_assert_eq(behind_queue(q, buf, BEHIND_MAX_WRITE + 1, 0, 0), -E2BIG);
+	cr_assert_eq(behind_queue(q, buf, BEHIND_MAX_WRITE + 1, 0), -E2BIG);
 }

@@ -413,3 +413,43 @@ Test(cow, a_dropped_queued_write_is_reported_by_flush_and_snapshot)
 	cr_assert_eq(snapshots_create(ch.ss, &s), 0, "reported once");
 	free(v0);
 }
+
+/* Each open file of live.img holds an error cursor: a dropped queued
+ * write is told once to every file open when it was dropped, never to
+ * one opened after; the daemon's stop hears only of a drop nobody was
+ * told of. */
+Test(cow, a_dropped_write_is_told_once_to_each_file_open_when_it_happened)
+{
+	unsigned char buf[CS];
+	uint64_t writer, other, later;
+	int rw, ro;
+
+	chain_init(&ch, 256 * 1024, CS, DURABILITY_FULL);
+	write_pattern(0, 256 * 1024, 1);
+	snap();
+	writer = cow_error_mark(ch.c);
+	other = cow_error_mark(ch.c);
+	rw = dup(ch.b.fd);
+	ro = open(ch.img, O_RDONLY);
+	cr_assert_geq(rw, 0);
+	cr_assert_geq(ro, 0);
+	cr_assert_eq(dup2(ro, ch.b.fd), ch.b.fd);
+	fill_pattern(buf, CS, 9);
+	cr_assert_eq(cow_write_live(ch.c, buf, CS, 2 * CS), (ssize_t)CS);
+	/* a read of the chunk waits for the queued write: dropped by now */
+	cr_assert_eq(cow_read_live(ch.c, buf, CS, 2 * CS), (ssize_t)CS);
+	later = cow_error_mark(ch.c);
+	cr_assert_eq(cow_fsync(ch.c, &later), 0, "opened after the drop");
+	cr_assert_eq(cow_fsync(ch.c, &writer), -EIO);
+	cr_assert_eq(cow_fsync(ch.c, &writer), 0, "told once");
+	cr_assert_eq(cow_close_error(ch.c, &other, true), -EIO);
+	cr_assert_eq(cow_close_error(ch.c, &other, true), 0, "told once");
+	cr_assert_eq(cow_flush(ch.c), 0, "the stop hears of what was told");
+	/* a second drop that no file hears of */
+	cr_assert_eq(cow_write_live(ch.c, buf, CS, 3 * CS), (ssize_t)CS);
+	cr_assert_eq(cow_flush(ch.c), -EIO, "the stop hears of the untold");
+	cr_assert_eq(cow_flush(ch.c), 0);
+	cr_assert_eq(dup2(rw, ch.b.fd), ch.b.fd);
+	close(rw);
+	close(ro);
+}
