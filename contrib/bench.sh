@@ -67,7 +67,7 @@ while getopts r:t:s:w:o:C o; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (drop_caches, mounts)" >&2; exit 2; }
-[ -f "$BENCH/ceiling.c" ] && [ -f "$BENCH/fio-suite.sh" ] ||
+{ [ -f "$BENCH/ceiling.c" ] && [ -f "$BENCH/fio-suite.sh" ]; } ||
 	{ echo "bench: no ceiling.c and fio-suite.sh in $BENCH (set BENCH=)" >&2; exit 2; }
 for t in fio jq gnuplot; do
 	command -v $t >/dev/null || { echo "bench: $t missing (contrib/deps.sh installs it)" >&2; exit 2; }
@@ -84,6 +84,7 @@ MNT=$DIR/mnt
 BIN=$OUT/bin
 mkdir -p "$BIN"
 cp "${SNAPFS:-$top/build/snapfs}" "${SNAPFSCTL:-$top/build/snapfsctl}" "$BIN/"
+# shellcheck disable=SC2046 # pkg-config prints several words
 gcc -O2 -Wall -o "$BIN/ceiling" "$BENCH/ceiling.c" $(pkg-config --cflags --libs fuse3) -lpthread
 SNAPFS=$BIN/snapfs
 SNAPFSCTL=$BIN/snapfsctl
@@ -223,7 +224,7 @@ for run in $(seq "$RUNS"); do
 		done
 
 		snapfs_mount 10snap-full full
-		for i in $(seq 9); do
+		for _ in $(seq 9); do
 			"$SNAPFSCTL" create "$MNT" >/dev/null
 			dd if=/dev/urandom of="$MNT/live.img" bs=1M count=64 \
 				seek=$((RANDOM % ($(stat -c %s "$IMG") / 1048576 - 64))) \

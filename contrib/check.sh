@@ -57,7 +57,7 @@ tests/integration/torture_short.sh tests/integration/store_full.sh
 tests/integration/many_snapshots.sh"
 rc=0
 # the consistency test runs its full minute here
-(cd build-tsan && SECONDS_TO_RUN=60 make check TESTS="$(echo $TSAN_TESTS)") ||
+(cd build-tsan && SECONDS_TO_RUN=60 make check TESTS="${TSAN_TESTS//$'\n'/ }") ||
 	rc=$?
 p=$(sed -n 's/^# PASS: *//p' build-tsan/test-suite.log | head -1)
 f=$(sed -n 's/^# FAIL: *//p' build-tsan/test-suite.log | head -1)
@@ -121,8 +121,12 @@ package() {
 	local rc=$?
 	dpkg -s snapfs >/dev/null 2>&1 && apt-get remove -y -q --purge snapfs >/dev/null
 	rm -rf "$tmp"
-	return $rc
+	return "$rc"
 }
+# Hygiene: each library's header only in its module, shellcheck on the
+# scripts.
+stage check-includes make -C build check-includes
+stage shellcheck make -C build -s shellcheck
 stage distcheck make -C build distcheck TESTS= >/dev/null
 stage package package
 

@@ -60,7 +60,7 @@ first_bytes "$MNT/live.img" $((1 << 20))
 before=$(sha256sum <"$MNT/live.img")
 
 step "take a snapshot: generation 1 closes, generation 2 opens"
-echo '$ snapfsctl create $DIR/mnt'
+echo "\$ snapfsctl create \$DIR/mnt"
 uuid=$("$SNAPFSCTL" create "$MNT")
 echo "$uuid"
 

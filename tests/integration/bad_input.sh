@@ -109,7 +109,7 @@ cp -a "$WORK/store.saved" "$STORE"
 
 # Restored, it mounts again and the snapshot is whole.
 start_snapfs "$IMG" "$MNT"
-[ "$(ls "$MNT/snapshots" | wc -l)" = 1 ] || fail "snapshot lost"
+[ "$(count_snapshots "$MNT")" = 1 ] || fail "snapshot lost"
 stop_snapfs "$MNT"
 
 # snapfsctl: bad usage exits 2, failures exit 1, one line each.

@@ -124,7 +124,7 @@ register_loop "$LOOP"
 blkdiscard -o $((200 * K)) -l $((4 * K)) "$LOOP"
 losetup -d "$LOOP"
 [ "$(sum "$MNT/snapshots/$U.img")" = "$SUM" ] || fail "discard changed the snapshot"
-GO=$(ls "$MNT/cbt" | sed 's/.bitmap//' | sort -n | tail -1)
+GO=$(generations "$MNT" | tail -1)
 [ "$($BM bits "$MNT/cbt/$GO.bitmap")" = "200 201 202 203" ] ||
 	fail "discard bits: $($BM bits "$MNT/cbt/$GO.bitmap")"
 [ -z "$(dd if="$L" bs=$K skip=200 count=4 status=none | tr -d '\0' | head -c1)" ] ||
@@ -150,8 +150,8 @@ for i in 0 1 2 3; do
 	w $((i * K)) 10
 	S[i]=$(snap "$MNT")
 done
-[ "$(ls "$MNT/cbt" | sort -n | tr '\n' ' ')" = "3.bitmap 4.bitmap 5.bitmap " ] ||
-	fail "cbt_keep=2 kept: $(ls "$MNT/cbt")"
+[ "$(generations "$MNT" | tr '\n' ' ')" = "3 4 5 " ] ||
+	fail "cbt_keep=2 kept: $(generations "$MNT" | tr '\n' ' ')"
 if "$SNAPFSCTL" changed "$MNT" --from "${S[0]}" 2>"$WORK/err"; then fail "changed used a dropped bitmap"; fi
 grep -q "generation 2 was dropped" "$WORK/err" || fail "$(cat "$WORK/err")"
 "$SNAPFSCTL" changed "$MNT" --from "${S[1]}" >/dev/null || fail "changed within kept bitmaps"
@@ -205,7 +205,7 @@ stop_snapfs "$MNT"
 dd if=/dev/urandom of="$IMG" bs=4K count=1 seek=7 conv=notrunc status=none
 start_snapfs "$IMG" "$MNT"
 [ -z "$(ls "$MNT/snapshots")" ] || fail "snapshots kept after an offline change"
-GO=$(ls "$MNT/cbt" | sed 's/.bitmap//' | sort -n | tail -1)
+GO=$(generations "$MNT" | tail -1)
 $BM ones "$MNT/cbt/$GO.bitmap" 1025 || fail "open generation not all ones"
 "$SNAPFSCTL" status "$MNT" --json | python3 -c '
 import json, sys
@@ -230,7 +230,7 @@ db.commit()' "$1"
 for dur in full process; do
 	start_snapfs "$IMG" "$MNT" -o durability=$dur
 	snap "$MNT" >/dev/null
-	GO=$(ls "$MNT/cbt" | sed 's/.bitmap//' | sort -n | tail -1)
+	GO=$(generations "$MNT" | tail -1)
 	w $((3 * K)) 10
 	w $((700 * K)) $((2 * K))
 	kill9_snapfs "$MNT"

@@ -23,6 +23,7 @@ done
 "$SNAPFS" --version | grep -q "^snapfs [0-9]" || fail "snapfs --version"
 for args in "frobnicate $MNT" "status" "status $MNT --bogus" "changed $MNT --from nope"; do
 	rc=0
+	# shellcheck disable=SC2086 # args is a list of words
 	out=$("$SNAPFSCTL" $args 2>&1 >/dev/null) || rc=$?
 	[ "$rc" = 2 ] || fail "snapfsctl $args: exit $rc, not 2"
 	[ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "snapfsctl $args: not one line: $out"
@@ -36,12 +37,14 @@ want="[$(printf '@%.0s' $(seq 16))$(printf ' %.0s' $(seq 32)).$(printf ' %.0s' $
 [ "$map" = "$want" ] || fail "map: '$map', want '$want'"
 "$SNAPFSCTL" status "$MNT" --map | grep -q "16.1 MiB in 2 extents" ||
 	fail "map totals: $("$SNAPFSCTL" status "$MNT" --map | grep changed)"
-[ -z "$("$SNAPFSCTL" status "$MNT" | grep '^\[')" ] || fail "a map although stdout is not a terminal"
+out=$("$SNAPFSCTL" status "$MNT")
+! grep -q '^\[' <<<"$out" || fail "a map although stdout is not a terminal"
 # on a terminal (script(1) gives it one, 80 columns) the map is drawn by
 # default, as wide as the terminal less its brackets
 map=$(COLUMNS=80 script -qec "stty cols 80; $SNAPFSCTL status $MNT" /dev/null | tr -d '\r' | grep '^\[')
 [ "${#map}" = 80 ] || fail "no terminal-wide map on a terminal: '$map'"
-[ -z "$("$SNAPFSCTL" status "$MNT" --map --no-map | grep '^\[')" ] || fail "--no-map drew a map"
+out=$("$SNAPFSCTL" status "$MNT" --map --no-map)
+! grep -q '^\[' <<<"$out" || fail "--no-map drew a map"
 # half a slice changed shades it in between
 dd if=/dev/urandom of="$L" bs=$K seek=$((32 * 16)) count=8 conv=notrunc status=none
 map=$("$SNAPFSCTL" status "$MNT" --map | grep '^\[')
@@ -96,12 +99,12 @@ while True:
         break' "$WORK/syslog" &
 	register_pid $!
 	register_file /dev/log
-	for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.05; done
+	for _ in $(seq 100); do [ -S /dev/log ] && break; sleep 0.05; done
 	"$SNAPFS" -o store="$IMG.snapfs" "$IMG" "$MNT" || fail "detached start"
 	register_mount "$MNT"
 	snap "$MNT" >/dev/null
 	fusermount3 -u "$MNT"
-	for i in $(seq 100); do grep -q "clean shutdown" "$WORK/syslog" 2>/dev/null && break; sleep 0.05; done
+	for _ in $(seq 100); do grep -q "clean shutdown" "$WORK/syslog" 2>/dev/null && break; sleep 0.05; done
 	grep -q "snapfs\[[0-9]*\]: $MNT: main: .* mounted on $MNT" "$WORK/syslog" ||
 		fail "no 'mounted' line naming $MNT in syslog: $(cat "$WORK/syslog")"
 	grep -q "snapfs\[[0-9]*\]: $MNT: snapshot: created" "$WORK/syslog" ||

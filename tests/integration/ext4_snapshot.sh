@@ -75,12 +75,12 @@ check_snapshot "$U1" "$WORK/sums1" ro,noload
 
 # A freeze of something that is not a mounted file system fails clearly
 # and takes no snapshot.
-N=$(ls "$MNT/snapshots" | wc -l)
+N=$(count_snapshots "$MNT")
 if "$SNAPFSCTL" create "$MNT" --freeze "$WORK/nowhere" 2>"$WORK/err"; then
 	fail "--freeze of a missing path succeeded"
 fi
 grep -q -- "--freeze" "$WORK/err" || fail "$(cat "$WORK/err")"
-[ "$(ls "$MNT/snapshots" | wc -l)" = "$N" ] || fail "snapshot taken anyway"
+[ "$(count_snapshots "$MNT")" = "$N" ] || fail "snapshot taken anyway"
 
 umount "$FS"
 losetup -d "$LOOP"

@@ -9,10 +9,10 @@ MNT=$WORK/mnt
 make_image "$IMG" 64M
 
 run_once() { # DURABILITY
-	local d=$1 i writer
+	local d=$1 writer
 	declare -A SUMS
 	start_snapfs "$IMG" "$MNT" -o durability="$d"
-	for i in 1 2 3 4; do
+	for _ in 1 2 3 4; do
 		random_writes "$MNT/live.img" 10 64
 		local u
 		u=$(snap "$MNT")

@@ -135,6 +135,23 @@ sum() {
 	sha256sum "$1" | cut -d' ' -f1
 }
 
+# count_snapshots MNT: how many snapshot images MNT shows.
+count_snapshots() {
+	find "$1/snapshots" -mindepth 1 -maxdepth 1 -name '*.img' | wc -l
+}
+
+# snapshot_uuids MNT: the uuids of MNT's snapshots, one a line.
+snapshot_uuids() {
+	find "$1/snapshots" -mindepth 1 -maxdepth 1 -name '*.img' -printf '%f\n' |
+		sed 's/\.img$//'
+}
+
+# generations MNT: the generation numbers of MNT's bitmaps, in order.
+generations() {
+	find "$1/cbt" -mindepth 1 -maxdepth 1 -name '*.bitmap' -printf '%f\n' |
+		sed 's/\.bitmap$//' | sort -n
+}
+
 # tree_sum DIR: one hash of every file's bytes, name, mode and size under
 # DIR, to prove that nothing changed.
 tree_sum() {

@@ -36,7 +36,7 @@ for i in 0 5 6 12 19; do
 	[ ! -e "$MNT/snapshots/${UUIDS[i]}.img" ] || fail "snapshot $i still there"
 	UUIDS[i]=""
 done
-[ "$(ls "$MNT/snapshots" | wc -l)" = 15 ] || fail "wrong number of snapshots left"
+[ "$(count_snapshots "$MNT")" = 15 ] || fail "wrong number of snapshots left"
 random_writes "$MNT/live.img" 20 32
 check_all "after deletions"
 

@@ -28,7 +28,7 @@ dd if=/dev/urandom of="$MNT/live.img" bs=1M count=1 conv=notrunc,fsync status=no
 U=$(snap "$MNT")
 "$SNAPFSCTL" status "$MNT" | grep -q "durability:      process" || fail "option not applied"
 umount "$MNT"
-for i in $(seq 100); do pgrep -f "snapfs $IMG" >/dev/null || break; sleep 0.05; done
+for _ in $(seq 100); do pgrep -f "snapfs $IMG" >/dev/null || break; sleep 0.05; done
 
 # fstab, with the words systemd and mount(8) add.
 printf '%s %s fuse.snapfs noauto,x-systemd.automount,_netdev,nofail,store=%s 0 0\n' \

@@ -86,7 +86,7 @@ dd if="$L" bs=64K skip=64 count=96 status=none | cmp -s - "$WORK/big" ||
 	fail "the write that filled the store's file system did not land"
 [ ! -e "$MNT/snapshots/$S1.img" ] ||
 	fail "the oldest snapshot was kept although the file system is full"
-for u in $(ls "$MNT/snapshots" | sed 's/\.img$//'); do
+for u in $(snapshot_uuids "$MNT"); do
 	[ "$u" = "$S2" ] || fail "unexpected snapshot $u"
 	[ "$(sum "$MNT/snapshots/$S2.img")" = "$SUM2" ] ||
 		fail "S2 changed when the store's file system filled up"

@@ -35,7 +35,9 @@ T1=$(date +%s)
 S=$MNT/snapshots/$U.img
 [ "$(stat -c '%a %s' "$S")" = "444 $((48 << 20))" ] || fail "snapshot attrs"
 M=$(stat -c %Y "$S")
-[ "$M" -ge "$T0" ] && [ "$M" -le "$T1" ] || fail "snapshot mtime $M not in [$T0, $T1]"
+if [ "$M" -lt "$T0" ] || [ "$M" -gt "$T1" ]; then
+	fail "snapshot mtime $M not in [$T0, $T1]"
+fi
 
 dd if=/dev/urandom of="$MNT/live.img" bs=1M seek=4 count=8 conv=notrunc,fsync status=none
 [ "$(sum "$S")" = "$BEFORE" ] || fail "snapshot changed after a write"
@@ -67,7 +69,7 @@ PY
 "$SNAPFSCTL" list "$MNT" >"$WORK/list"
 [ "$(head -1 "$WORK/list")" = "uuid created generation diff_bytes" ] || fail "list header"
 read -r lu lt lg lb < <(sed -n 2p "$WORK/list")
-[ "$lu" = "$U" ] && [ "$lg" = 1 ] && [ "$lb" = $((4 << 20)) ] ||
+[[ "$lu" = "$U" && "$lg" = 1 && "$lb" = $((4 << 20)) ]] ||
 	fail "list line: $(sed -n 2p "$WORK/list")"
 [[ "$lt" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] || fail "time $lt"
 "$SNAPFSCTL" list "$MNT" --json | python3 -c '

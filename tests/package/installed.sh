@@ -9,6 +9,7 @@ SNAPFSCTL=$(command -v snapfsctl || true)
 [ "$SNAPFS" = /usr/bin/snapfs ] || { echo "FAIL: snapfs is '$SNAPFS', not /usr/bin/snapfs" >&2; exit 1; }
 [ "$SNAPFSCTL" = /usr/bin/snapfsctl ] || { echo "FAIL: snapfsctl is '$SNAPFSCTL'" >&2; exit 1; }
 export SNAPFS SNAPFSCTL
+# shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/../integration/lib.sh"
 
 snapfs --version | grep -q "^snapfs 0" || fail "snapfs --version"

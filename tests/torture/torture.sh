@@ -67,7 +67,7 @@ for ((round = 1; round <= KILLS; round++)); do
 		[ "$(sum "$MNT/snapshots/$u.img")" = "${SUMS[$u]}" ] ||
 			fail "round $round: snapshot $u changed"
 	done
-	[ "$(ls "$MNT/snapshots" | wc -l)" = "${#SUMS[@]}" ] ||
+	[ "$(count_snapshots "$MNT")" = "${#SUMS[@]}" ] ||
 		fail "round $round: snapshots appeared or vanished"
 	$STAMP verify "$MNT/live.img" "$WORK/log.buf" "$WORK/log.dio" >"$WORK/verify" ||
 		{ cat "$WORK/verify"; fail "round $round: acknowledged writes lost"; }
