@@ -42,13 +42,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/statvfs.h>
-#include <sys/vfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "snapfs/crc32c.h"
@@ -56,6 +53,10 @@
 #include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
+#include "array.h"
+#include "fullio.h"
+#include "memfile.h"
+#include "util_time.h"
 
 #define STORE_FORMAT 1
 #define EVENTS_KEPT 1000
@@ -127,31 +128,6 @@ static const char schema[] =
 	" dropped INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE cbt(gen INTEGER NOT NULL, word INTEGER NOT NULL,"
 	" bits INTEGER NOT NULL, PRIMARY KEY(gen, word)) WITHOUT ROWID;";
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Makes room for one more element of a growing array: 0 or -ENOMEM. */
-static int grow(void *arrayp, size_t *cap, size_t cnt, size_t elem)
-{
-	void **array = arrayp, *bigger;
-	size_t n;
-
-	if (cnt < *cap)
-		return 0;
-	n = *cap ? *cap * 2 : 16;
-	bigger = realloc(*array, n * elem);
-	if (!bigger)
-		return -ENOMEM;
-	*array = bigger;
-	*cap = n;
-	return 0;
-}
 
 /* Maps an SQLite result to -errno, logging what SQLite said. */
 static int db_err(sqlite3 *db, int rc, const char *what)
@@ -1017,17 +993,17 @@ static void store_unmake(struct store *s)
  * opened again with O_DIRECT, so a preserved chunk is not copied into the
  * page cache on its way (it is written once and seldom read; on disk,
  * first touch 0.7-0.9 of a plain write against 0.2-0.3 through the page
- * cache, side by side).  Not on tmpfs, which only emulates direct I/O
- * with the same copy, nor where the file system refuses it: then fd.
+ * cache, side by side).  Not for a file in memory (memfile.h), where
+ * direct I/O is only emulated with the same copy, nor where the file
+ * system refuses it: then fd.
  * Reads keep the buffered descriptor (any alignment); a direct write
  * drops the cached pages it overwrites, so they stay coherent.
  */
 static int open_direct_writer(int fd, const char *path)
 {
-	struct statfs sf;
 	int dfd;
 
-	if (fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC)
+	if (file_in_memory(fd))
 		return fd;
 	dfd = open(path, O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC);
 	return dfd >= 0 ? dfd : fd;
@@ -1387,32 +1363,6 @@ static int cmp_row_off(const void *a, const void *b)
 	return x->data_off < y->data_off ? -1 : x->data_off > y->data_off;
 }
 
-/* Writes len bytes of iov at off, however the kernel splits it. */
-static int pwritev_all(int fd, struct iovec *iov, int n, off_t off)
-{
-	while (n > 0) {
-		ssize_t w = pwritev(fd, iov, n, off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		off += w;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (char *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
-}
-
 /*
  * Writes the chunks of a group's rows into their slots, in slot order,
  * consecutive slots with one pwritev.  A fault point "data.write" per row
@@ -1457,14 +1407,14 @@ static int write_batch_data(struct store *s, struct commit_waiter *batch)
 			iov[k] = (struct iovec){ .iov_base = (void *)v[j]->data,
 						 .iov_len = cs };
 		}
-		r = pwritev_all(s->data_wfd, iov, k, v[i]->data_off);
+		r = pwritev_full(s->data_wfd, iov, k, v[i]->data_off);
 		if (r == -EINVAL && s->data_wfd != s->data_fd) {
 			/* a device that wants bigger alignment: buffered */
 			log_info("store: direct writes refused, buffered from "
 				 "now on");
 			close(s->data_wfd);
 			s->data_wfd = s->data_fd;
-			r = pwritev_all(s->data_wfd, iov, k, v[i]->data_off);
+			r = pwritev_full(s->data_wfd, iov, k, v[i]->data_off);
 		}
 		if (r)
 			log_error("store: write %d chunks at data offset "
@@ -1677,7 +1627,7 @@ static int list_rows(struct store *s, const char *sql, size_t elem,
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r = grow(&v, &cap, cnt, elem);
+		r = array_grow(&v, &cap, cnt, elem);
 		if (r)
 			break;
 		memset(v + cnt * elem, 0, elem);
@@ -1845,26 +1795,11 @@ static bool live_in_range(const int64_t *live, size_t n, int64_t lo, int64_t hi)
 	return a < n && live[a] <= hi;
 }
 
-/* Growable array of int64. */
-struct i64v {
-	int64_t *v;
-	size_t n, cap;
-};
-
-static int i64v_push(struct i64v *a, int64_t x)
-{
-	int r = grow(&a->v, &a->cap, a->n, sizeof(*a->v));
-
-	if (!r)
-		a->v[a->n++] = x;
-	return r;
-}
-
 int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 			 size_t nlive)
 {
 	sqlite3_stmt *cand = NULL, *prev = NULL, *del = NULL, *snap = NULL;
-	struct i64v freed = { 0 };
+	struct i64_array freed = { 0 };
 	int rc, r;
 
 	pthread_mutex_lock(&s->db_lock);
@@ -1917,8 +1852,8 @@ int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 		sqlite3_bind_int64(del, 2, k);
 		while ((rc = sqlite3_step(del)) == SQLITE_ROW)
 			if (sqlite3_column_type(del, 0) != SQLITE_NULL)
-				r = i64v_push(&freed,
-					      sqlite3_column_int64(del, 0));
+				r = i64_array_push(
+					&freed, sqlite3_column_int64(del, 0));
 		sqlite3_reset(del);
 		if (rc != SQLITE_DONE)
 			r = db_err(s->db, rc, "purge delete");
