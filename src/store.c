@@ -143,6 +143,68 @@ static int db_exec(sqlite3 *db, const char *sql)
 	return rc == SQLITE_OK ? 0 : db_err(db, rc, sql);
 }
 
+/* A fault point's answer as 0 or -errno (a torn transfer: -EIO). */
+static int fault_errno(int r)
+{
+	return r > 0 ? -EIO : r;
+}
+
+/* Opens the one kind of transaction the store writes in: 0 or -errno. */
+static int tx_begin(sqlite3 *db)
+{
+	return db_exec(db, "BEGIN IMMEDIATE");
+}
+
+/*
+ * Ends the transaction tx_begin opened with the result r of its work:
+ * when r is 0, passes fault point `point` (NULL: none) and commits;
+ * otherwise, or when either fails, rolls back.  Returns the result.
+ */
+static int tx_end(sqlite3 *db, int r, const char *point)
+{
+	(void)point;
+	if (!r && point)
+		r = fault_errno(FAULT(point));
+	if (!r)
+		r = db_exec(db, "COMMIT");
+	if (r && !sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+/*
+ * Runs one statement that returns no rows: sql with one argument for each
+ * letter of types ('i' an int64_t, 't' a text, NULL for SQL NULL).  0, or
+ * -errno with what SQLite said logged under what.  The caller holds the
+ * connection's lock.
+ */
+static int db_run(sqlite3 *db, const char *what, const char *sql,
+		  const char *types, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(db, rc, what);
+	va_start(ap, types);
+	for (int i = 1; types[i - 1]; i++) {
+		if (types[i - 1] == 'i') {
+			sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+		} else {
+			const char *t = va_arg(ap, const char *);
+
+			if (t)
+				sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+		}
+	}
+	va_end(ap);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(db, rc, what);
+}
+
 /* Reads meta key as text into buf; -ENOENT when absent. */
 static int meta_get(sqlite3 *db, const char *key, char *buf, size_t len)
 {
@@ -180,19 +242,9 @@ static int meta_get_u64(sqlite3 *db, const char *key, uint64_t *out)
 
 static int meta_set(sqlite3 *db, const char *key, const char *value)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = sqlite3_prepare_v2(
-		db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", -1,
-		&st, NULL);
-	if (rc != SQLITE_OK)
-		return db_err(db, rc, "prepare meta");
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_err(db, rc, "write meta");
+	return db_run(db, "write meta",
+		      "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+		      "tt", key, value);
 }
 
 static int meta_set_u64(sqlite3 *db, const char *key, uint64_t v)
@@ -237,11 +289,37 @@ static void index_uri(char *buf, size_t len, const char *path, bool has_wal)
 /* Whether the index at path has a WAL with frames in it. */
 static bool index_has_wal(const char *path)
 {
-	char wal[4096 + 48];
+	char wal[4200 + 8];
 	struct stat st;
 
 	snprintf(wal, sizeof(wal), "%s-wal", path);
 	return stat(wal, &st) == 0 && st.st_size > 0;
+}
+
+/*
+ * The one read-only open of an index: path through index_uri, with its
+ * WAL when it has frames.  An SQLite result; *db is set even on failure
+ * (NULL when out of memory) and the caller closes it.
+ */
+static int index_open_ro(const char *path, sqlite3 **db)
+{
+	char uri[3 * 4200 + 32];
+
+	index_uri(uri, sizeof(uri), path, index_has_wal(path));
+	return sqlite3_open_v2(uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+			       NULL);
+}
+
+/*
+ * Whether a chunk row's data offset off names a whole chunk_size (cs)
+ * slot inside a data file of data_size bytes: not negative, aligned, its
+ * end within the file.  The open, the slot map and the check all judge a
+ * row by this.
+ */
+static bool chunk_fits(int64_t off, uint64_t cs, uint64_t data_size)
+{
+	return off >= 0 && (uint64_t)off % cs == 0 &&
+	       (uint64_t)off + cs <= data_size;
 }
 
 /*
@@ -252,8 +330,10 @@ static bool index_has_wal(const char *path)
 static int store_validate(struct store *s, const struct store_config *cfg,
 			  char *err, size_t err_len)
 {
-	char path[4096 + 32], uri[3 * (4096 + 32) + 32], buf[128];
-	uint64_t v, max_end = 0;
+	char path[4096 + 32], buf[128];
+	int64_t max_off = 0;
+	bool has_rows = false;
+	uint64_t v;
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st;
 	struct stat dst;
@@ -267,9 +347,7 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 			 s->dir);
 		return -EINVAL;
 	}
-	index_uri(uri, sizeof(uri), path, index_has_wal(path));
-	rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
-			     NULL);
+	rc = index_open_ro(path, &db);
 	if (rc != SQLITE_OK) {
 		snprintf(err, err_len, "store %s: index damaged: %s", s->dir,
 			 db ? sqlite3_errmsg(db) : "cannot open");
@@ -341,14 +419,16 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 	rc = sqlite3_prepare_v2(db, "SELECT max(data_off) FROM chunks", -1, &st,
 				NULL);
 	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_type(st, 0) != SQLITE_NULL)
-		max_end = (uint64_t)sqlite3_column_int64(st, 0) +
-			  s->info.chunk_size;
+	    sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		max_off = sqlite3_column_int64(st, 0);
+		has_rows = true;
+	}
 	if (rc == SQLITE_OK)
 		sqlite3_finalize(st);
 	path_in(s, "data", path, sizeof(path));
 	if (stat(path, &dst) < 0 || !S_ISREG(dst.st_mode) ||
-	    (uint64_t)dst.st_size < max_end) {
+	    (has_rows &&
+	     !chunk_fits(max_off, s->info.chunk_size, (uint64_t)dst.st_size))) {
 		snprintf(err, err_len,
 			 "store %s: data file damaged (missing or shorter than "
 			 "its index says)",
@@ -634,7 +714,6 @@ static int store_prepare(struct store *s)
 static int store_init_schema(struct store *s, sqlite3 *db,
 			     const struct store_config *cfg)
 {
-	char sql[128];
 	int r;
 
 	s->info.chunk_size =
@@ -642,7 +721,7 @@ static int store_init_schema(struct store *s, sqlite3 *db,
 	s->info.cbt_block_size = cfg->cbt_block_size
 					 ? cfg->cbt_block_size
 					 : OPT_DEFAULT_CBT_BLOCK_SIZE;
-	r = db_exec(db, "BEGIN");
+	r = tx_begin(db);
 	if (r)
 		return r;
 	r = db_exec(db, schema);
@@ -662,18 +741,12 @@ static int store_init_schema(struct store *s, sqlite3 *db,
 		r = meta_set_u64(db, "clean", 1);
 	if (!r)
 		r = meta_set_u64(db, "created_ns", (uint64_t)now_ns());
-	if (!r) {
-		snprintf(sql, sizeof(sql),
-			 "INSERT INTO generations(gen, opened_ns, reason) "
-			 "VALUES(1, %lld, 'first mount')",
-			 (long long)now_ns());
-		r = db_exec(db, sql);
-	}
-	if (r) {
-		db_exec(db, "ROLLBACK");
-		return r;
-	}
-	return db_exec(db, "COMMIT");
+	if (!r)
+		r = db_run(db, "first generation",
+			   "INSERT INTO generations(gen, opened_ns, reason) "
+			   "VALUES(1, ?, 'first mount')",
+			   "i", now_ns());
+	return tx_end(db, r, NULL);
 }
 
 /* Names of a store whose creation was cut off (nothing else in it). */
@@ -822,8 +895,7 @@ static int store_load_slots(struct store *s)
 		int64_t off = sqlite3_column_int64(st_rows, 0);
 		uint64_t i = (uint64_t)off / cs;
 
-		if (off < 0 || (uint64_t)off % cs ||
-		    (uint64_t)off + cs > (uint64_t)st.st_size ||
+		if (!chunk_fits(off, cs, (uint64_t)st.st_size) ||
 		    (i < s->nslots && (s->slot_used[i / 64] >> (i % 64) & 1))) {
 			log_error("store: a chunk row names data offset %lld, "
 				  "outside the data file, unaligned or shared",
@@ -1441,9 +1513,9 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 	if (r)
 		return r;
 	/* The data file holds new bytes only when rows come with them. */
-	r = has_rows ? FAULT("data.sync") : 0;
+	r = has_rows ? fault_errno(FAULT("data.sync")) : 0;
 	if (r)
-		return r < 0 ? r : -EIO;
+		return r;
 	if (s->durability == DURABILITY_FULL && has_rows)
 		iolog_sync(IOLOG_DATA);
 	if (s->durability == DURABILITY_FULL && has_rows &&
@@ -1452,7 +1524,7 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 		log_error("store: sync data file: %s", strerror(-r));
 		return r == -ENOSPC ? r : -EIO;
 	}
-	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	r = tx_begin(s->db);
 	if (r)
 		return r;
 	for (struct commit_waiter *w = batch; w && !r; w = w->next) {
@@ -1476,16 +1548,7 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 		for (size_t i = 0; i < w->nwords && !r; i++)
 			r = insert_word(s, w->gen, &w->words[i]);
 	}
-	if (!r && (r = FAULT("index.commit")) > 0)
-		r = -EIO;
-	if (!r) {
-		rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			r = db_err(s->db, rc, "commit chunks");
-	}
-	if (r && !sqlite3_get_autocommit(s->db))
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return r;
+	return tx_end(s->db, r, "index.commit");
 }
 
 int store_commit_chunks(struct store *s, const struct chunk_row *rows, size_t n)
@@ -1669,112 +1732,49 @@ int store_list_snapshots(struct store *s, struct store_snapshot **out,
 			 sizeof(**out), fill_snapshot, (void **)out, n);
 }
 
-/* Runs sql with an optional text first and one number; db_lock held. */
-static int exec_bound(struct store *s, const char *sql, const char *text,
-		      int64_t num)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_err(s->db, rc, sql);
-	if (text)
-		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, text ? 2 : 1, num);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_err(s->db, rc, sql);
-}
-
-/* Runs sql with two numbers; db_lock held. */
-static int exec_bound2(struct store *s, const char *sql, int64_t a, int64_t b)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_err(s->db, rc, sql);
-	sqlite3_bind_int64(st, 1, a);
-	sqlite3_bind_int64(st, 2, b);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_err(s->db, rc, sql);
-}
-
 int store_add_snapshot(struct store *s, struct store_snapshot *snap)
 {
-	sqlite3_stmt *st = NULL;
-	int rc, r;
+	int64_t gen = (int64_t)s->info.generation;
+	int r;
 
 	pthread_mutex_lock(&s->db_lock);
-	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	r = tx_begin(s->db);
 	if (r)
 		goto out;
-	rc = sqlite3_prepare_v2(s->db,
-				"INSERT INTO snapshots(uuid, created_ns, "
-				"generation, size) VALUES(?, ?, ?, ?)",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = db_err(s->db, rc, "prepare snapshot insert");
-		goto rollback;
+	r = db_run(s->db, "insert snapshot",
+		   "INSERT INTO snapshots(uuid, created_ns, generation, size) "
+		   "VALUES(?, ?, ?, ?)",
+		   "tiii", snap->uuid, snap->created_ns, gen,
+		   (int64_t)snap->size);
+	if (!r) {
+		snap->seq = sqlite3_last_insert_rowid(s->db);
+		snap->generation = (uint64_t)gen;
+		r = meta_set_u64(s->db, "generation", (uint64_t)gen + 1);
 	}
-	sqlite3_bind_text(st, 1, snap->uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, snap->created_ns);
-	sqlite3_bind_int64(st, 3, (int64_t)s->info.generation);
-	sqlite3_bind_int64(st, 4, (int64_t)snap->size);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE) {
-		r = db_err(s->db, rc, "insert snapshot");
-		goto rollback;
-	}
-	snap->seq = sqlite3_last_insert_rowid(s->db);
-	snap->generation = s->info.generation;
-	r = meta_set_u64(s->db, "generation", s->info.generation + 1);
 	if (!r)
-		r = exec_bound(s,
-			       "UPDATE generations SET closed_by=? WHERE gen=?",
-			       snap->uuid, (int64_t)s->info.generation);
+		r = db_run(s->db, "close generation",
+			   "UPDATE generations SET closed_by=? WHERE gen=?",
+			   "ti", snap->uuid, gen);
 	if (!r)
-		r = exec_bound2(
-			s,
-			"INSERT INTO generations(gen, opened_ns, reason) "
-			"VALUES(?, ?, 'snapshot')",
-			(int64_t)s->info.generation + 1, snap->created_ns);
-	if (!r && (r = FAULT("index.snapshot")) > 0)
-		r = -EIO;
-	if (r)
-		goto rollback;
-	r = db_exec(s->db, "COMMIT");
-	if (r)
-		goto rollback;
-	s->info.generation++;
-	goto out;
-rollback:
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		r = db_run(s->db, "open generation",
+			   "INSERT INTO generations(gen, opened_ns, reason) "
+			   "VALUES(?, ?, 'snapshot')",
+			   "ii", gen + 1, snap->created_ns);
+	r = tx_end(s->db, r, "index.snapshot");
+	if (!r)
+		s->info.generation++;
 out:
-	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }
 
 int store_mark_deleted(struct store *s, int64_t seq)
 {
-	sqlite3_stmt *st;
-	int rc, r = 0;
+	int r;
 
 	pthread_mutex_lock(&s->db_lock);
-	rc = sqlite3_prepare_v2(s->db,
-				"UPDATE snapshots SET deleted=1 WHERE seq=?",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, seq);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_DONE)
-		r = db_err(s->db, rc, "mark snapshot deleted");
+	r = db_run(s->db, "mark snapshot deleted",
+		   "UPDATE snapshots SET deleted=1 WHERE seq=?", "i", seq);
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }
@@ -1798,12 +1798,12 @@ static bool live_in_range(const int64_t *live, size_t n, int64_t lo, int64_t hi)
 int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 			 size_t nlive)
 {
-	sqlite3_stmt *cand = NULL, *prev = NULL, *del = NULL, *snap = NULL;
+	sqlite3_stmt *cand = NULL, *prev = NULL, *del = NULL;
 	struct i64_array freed = { 0 };
 	int rc, r;
 
 	pthread_mutex_lock(&s->db_lock);
-	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	r = tx_begin(s->db);
 	if (r)
 		goto out;
 	/* For each chunk, the copy snapshot seq read: its first at or after
@@ -1822,13 +1822,9 @@ int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 					"DELETE FROM chunks WHERE chunk_idx=? "
 					"AND seq=? RETURNING data_off",
 					-1, &del, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db,
-					"DELETE FROM snapshots WHERE seq=?", -1,
-					&snap, NULL);
 	if (rc != SQLITE_OK) {
 		r = db_err(s->db, rc, "prepare purge");
-		goto rollback;
+		goto end;
 	}
 	sqlite3_bind_int64(cand, 1, seq);
 	while (!r && (rc = sqlite3_step(cand)) == SQLITE_ROW) {
@@ -1860,31 +1856,17 @@ int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 	}
 	if (!r && rc != SQLITE_DONE)
 		r = db_err(s->db, rc, "purge scan");
+	if (!r)
+		r = db_run(s->db, "delete snapshot",
+			   "DELETE FROM snapshots WHERE seq=?", "i", seq);
+end:
+	r = tx_end(s->db, r, "index.purge");
 	if (r)
-		goto rollback;
-	sqlite3_bind_int64(snap, 1, seq);
-	rc = sqlite3_step(snap);
-	if (rc != SQLITE_DONE) {
-		r = db_err(s->db, rc, "delete snapshot");
-		goto rollback;
-	}
-	r = FAULT("index.purge");
-	if (r) {
-		r = r < 0 ? r : -EIO;
-		goto rollback;
-	}
-	r = db_exec(s->db, "COMMIT");
-	if (r)
-		goto rollback;
-	goto out;
-rollback:
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	freed.n = 0;
+		freed.n = 0;
 out:
 	sqlite3_finalize(cand);
 	sqlite3_finalize(prev);
 	sqlite3_finalize(del);
-	sqlite3_finalize(snap);
 	pthread_mutex_unlock(&s->db_lock);
 	slots_release(s, freed.v, freed.n);
 	free(freed.v);
@@ -1945,33 +1927,20 @@ uint64_t store_bytes_used(struct store *s)
 void store_add_event(struct store *s, const char *kind, const char *fmt, ...)
 {
 	char detail[224];
-	sqlite3_stmt *st;
 	va_list ap;
-	int rc;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
 	log_warn("store: %s: %s", kind, detail);
 	pthread_mutex_lock(&s->db_lock);
-	rc = sqlite3_prepare_v2(s->db,
-				"INSERT INTO events(time_ns, kind, detail) "
-				"VALUES(?, ?, ?)",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, now_ns());
-		sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, detail, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-	}
-	if (rc == SQLITE_DONE)
+	if (!db_run(s->db, "record event",
+		    "INSERT INTO events(time_ns, kind, detail) VALUES(?, ?, ?)",
+		    "itt", now_ns(), kind, detail))
 		sqlite3_exec(s->db,
 			     "DELETE FROM events WHERE id <= (SELECT max(id) "
 			     "FROM events) - " STRINGIFY(EVENTS_KEPT),
 			     NULL, NULL, NULL);
-	else
-		db_err(s->db, rc, "record event");
 	pthread_mutex_unlock(&s->db_lock);
 }
 
@@ -2072,8 +2041,9 @@ int store_widen_generation(struct store *s, uint64_t gen, const char *reason)
 	int r;
 
 	pthread_mutex_lock(&s->db_lock);
-	r = exec_bound(s, "UPDATE generations SET widened=? WHERE gen=?",
-		       reason, (int64_t)gen);
+	r = db_run(s->db, "widen generation",
+		   "UPDATE generations SET widened=? WHERE gen=?", "ti", reason,
+		   (int64_t)gen);
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }
@@ -2085,18 +2055,15 @@ int store_drop_generation(struct store *s, uint64_t gen)
 	if (gen >= s->info.generation)
 		return -EBUSY;
 	pthread_mutex_lock(&s->db_lock);
-	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	r = tx_begin(s->db);
 	if (!r)
-		r = exec_bound(s, "DELETE FROM cbt WHERE gen=?", NULL,
-			       (int64_t)gen);
+		r = db_run(s->db, "drop bitmap", "DELETE FROM cbt WHERE gen=?",
+			   "i", (int64_t)gen);
 	if (!r)
-		r = exec_bound(s,
-			       "UPDATE generations SET dropped=1 WHERE gen=?",
-			       NULL, (int64_t)gen);
-	if (!r)
-		r = db_exec(s->db, "COMMIT");
-	if (r && !sqlite3_get_autocommit(s->db))
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		r = db_run(s->db, "drop generation",
+			   "UPDATE generations SET dropped=1 WHERE gen=?", "i",
+			   (int64_t)gen);
+	r = tx_end(s->db, r, NULL);
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }
@@ -2109,7 +2076,7 @@ int store_replace_cbt_words(struct store *s, uint64_t gen,
 	int rc, r;
 
 	pthread_mutex_lock(&s->db_lock);
-	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	r = tx_begin(s->db);
 	if (!r) {
 		rc = sqlite3_prepare_v2(s->db,
 					"DELETE FROM cbt WHERE gen=?1 AND "
@@ -2130,12 +2097,7 @@ int store_replace_cbt_words(struct store *s, uint64_t gen,
 	for (size_t i = 0; i < nwords && !r; i++)
 		if (words[i].bits)
 			r = insert_word(s, gen, &words[i]);
-	if (!r && (r = FAULT("index.commit")) > 0)
-		r = -EIO;
-	if (!r)
-		r = db_exec(s->db, "COMMIT");
-	if (r && !sqlite3_get_autocommit(s->db))
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	r = tx_end(s->db, r, "index.commit");
 	sqlite3_finalize(del);
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
@@ -2241,8 +2203,7 @@ static void check_chunks(sqlite3 *db, int data_fd, uint64_t data_size,
 			continue;
 		}
 		off = sqlite3_column_int64(st, 2);
-		if (off < 0 || (uint64_t)off % cs ||
-		    (uint64_t)off + cs > data_size) {
+		if (!chunk_fits(off, cs, data_size)) {
 			problem(report, bad,
 				"chunk %llu (seq %lld) points at data offset "
 				"%lld, outside the data file or unaligned",
@@ -2320,7 +2281,7 @@ static int copy_index(const char *dir, char *tmpdir, size_t len)
 
 int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 {
-	char path[4200], uri[3 * 4200 + 32], tmpdir[64] = "";
+	char path[4200], tmpdir[64] = "";
 	uint64_t cs = 0, image_size = 0, nrows = 0;
 	unsigned bad = 0;
 	sqlite3 *db = NULL;
@@ -2344,9 +2305,8 @@ int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 		close(dfd);
 		return -EBUSY;
 	}
-	snprintf(path, sizeof(path), "%s/index.db-wal", dir);
-	wal = access(path, F_OK) == 0;
 	snprintf(path, sizeof(path), "%s/index.db", dir);
+	wal = index_has_wal(path);
 	if (access(path, F_OK) < 0) {
 		snprintf(why, why_len,
 			 "store %s: cannot be checked: not a snapfs store (no "
@@ -2356,9 +2316,10 @@ int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 		return -ENOENT;
 	}
 	/* A clean store is read without any lock or journal file.  One left
-	 * by a crash still has its WAL, which only a writer can apply (and
-	 * SQLite writes its -shm even to read it): its index is checked on
-	 * a private copy instead, so the store itself is never written. */
+	 * by a crash still has a WAL with frames, read together with the
+	 * index (index_open_ro), and SQLite writes a -shm even to read it:
+	 * its index is checked on a private copy, so the store itself is
+	 * never written. */
 	if (wal && copy_index(dir, tmpdir, sizeof(tmpdir)) < 0) {
 		problem(report, &bad, "cannot copy the index to check it: %s",
 			strerror(errno));
@@ -2366,12 +2327,7 @@ int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 	}
 	if (wal)
 		snprintf(path, sizeof(path), "%s/index.db", tmpdir);
-	index_uri(uri, sizeof(uri), path, wal);
-	rc = sqlite3_open_v2(
-		uri, &db,
-		(wal ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
-			SQLITE_OPEN_URI,
-		NULL);
+	rc = index_open_ro(path, &db);
 	if (rc != SQLITE_OK) {
 		problem(report, &bad, "index cannot be opened: %s",
 			db ? sqlite3_errmsg(db) : "out of memory");
