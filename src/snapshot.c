@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "snapfs/backing.h"
 #include "snapfs/cbt.h"
@@ -36,6 +35,7 @@
 #include "snapfs/log.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
+#include "util_time.h"
 
 struct snapshots {
 	struct store *s;
@@ -249,14 +249,6 @@ void snapshots_free(struct snapshots *ss)
 	pthread_mutex_destroy(&ss->lock);
 	free(ss->v);
 	free(ss);
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int snapshots_create(struct snapshots *ss, struct snapshot *out)

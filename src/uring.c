@@ -35,14 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <linux/magic.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 
 #include "snapfs/fault.h"
 #include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/uring.h"
+#include "memfile.h"
 
 struct thread_ring {
 	struct io_uring ring;
@@ -122,13 +120,7 @@ void uring_engine_destroy(struct uring_engine *e)
 
 void uring_engine_add_file(struct uring_engine *e, int fd)
 {
-	struct statfs sf;
-	struct stat st;
-
-	/* a device node on devtmpfs is not in memory */
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    fstatfs(fd, &sf) < 0 ||
-	    (sf.f_type != TMPFS_MAGIC && sf.f_type != RAMFS_MAGIC))
+	if (!file_in_memory(fd))
 		return;
 	for (unsigned i = 0; i < e->ninline; i++)
 		if (e->inline_fds[i] == fd)

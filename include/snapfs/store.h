@@ -105,37 +105,42 @@ int store_dir_fd(const struct store *s);
  * a warning event is recorded when 90% is reached. */
 void store_set_limit(struct store *s, uint64_t diff_max);
 
-/* Reserves a free chunk-sized slot of the data file.  0, or -ENOSPC past
- * diff_max (without it: within 16 MiB of a full file system). */
+/* Allocates a free chunk-sized slot of the data file for one copy (its
+ * byte offset in *data_off).  0, or -ENOSPC past diff_max (without it:
+ * within 16 MiB of a full file system).  Any thread. */
 int store_slot_alloc(struct store *s, int64_t *data_off);
 
 /*
- * Promises n slots to writes that will preserve later (cow.c's
- * write-behind): counted against the limit from now on.  0, or -ENOSPC
- * when they would not fit.
+ * Reserves n slots for writes that will preserve later (cow.c's
+ * write-behind): counted against the limit from now on, though no slot is
+ * chosen until one is allocated.  0, or -ENOSPC when they would not fit.
  */
 int store_slot_reserve(struct store *s, uint64_t n);
 
-/* Gives back n promised slots that were not needed. */
+/* Gives back n reserved slots that were not needed. */
 void store_slot_unreserve(struct store *s, uint64_t n);
 
-/* Takes n free slots under one lock, so that one batch's copies sit in
- * consecutive slots (one read when a snapshot is read in order) however
- * many threads preserve at once: the first *reserved of them from the
- * caller's reservations, counted down as they are used.  On error the
- * slots taken so far stay in offs (the rest -1) for store_slot_free. */
+/* Allocates n free slots under one lock, so that one batch's copies sit
+ * in consecutive slots (one read when a snapshot is read in order)
+ * however many threads preserve at once: the first *reserved of them
+ * from the caller's reservations, counted down as they are used.  On
+ * error the slots allocated so far stay in offs (the rest -1) for
+ * store_slot_free. */
 int store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
 			 uint64_t *reserved);
 
-/* Returns a slot reserved by store_slot_alloc that was never committed. */
+/* Frees a slot allocated by store_slot_alloc(_run) whose row was never
+ * committed. */
 void store_slot_free(struct store *s, int64_t data_off);
 
 /*
- * Makes rows and changed-block words of generation gen durable (data file
- * synced, then the index committed, under durability=full), sharing one
+ * Makes rows and changed-block words of generation gen durable: writes
+ * each row's data (when not NULL) into its allocated slot, syncs the data
+ * file (durability=full), then commits the index, sharing the writes, one
  * sync and one commit with every other thread committing at the same
- * time.  The slots' data must already be written.  0 or -errno (-EIO,
- * -ENOSPC); on error nothing of the call is recorded.
+ * time.  Blocks until that commit is done; any thread.  0 or -errno
+ * (-EIO, -ENOSPC); on error nothing of the call is recorded (the slots
+ * stay allocated, for store_slot_free).
  */
 int store_commit(struct store *s, const struct chunk_row *rows, size_t n,
 		 uint64_t gen, const struct cbt_word *words, size_t nwords);
@@ -153,7 +158,12 @@ int store_replace_cbt_words(struct store *s, uint64_t gen,
 			    const uint64_t *ranges, size_t nranges,
 			    const struct cbt_word *words, size_t nwords);
 
-/* Calls fn for every recorded word of generation gen's bitmap. */
+/*
+ * Calls fn for every recorded word of generation gen's bitmap, in word
+ * order; stops at and returns fn's first non-zero result.  fn runs with
+ * the lock of the store's read connection held: it must not call
+ * store_find_copy, store_find_copies or this function.
+ */
 int store_for_each_cbt_word(struct store *s, uint64_t gen,
 			    int (*fn)(void *arg, uint64_t word, uint64_t bits),
 			    void *arg);
@@ -188,8 +198,14 @@ int store_find_copy(struct store *s, uint64_t chunk_idx, int64_t seq,
 int store_find_copies(struct store *s, uint64_t first, uint64_t last,
 		      int64_t seq, struct chunk_row *rows);
 
-/* Calls fn for every chunk that has copies, with its newest copy's seq;
- * stops at and returns fn's first non-zero result. */
+/*
+ * Calls fn for every chunk that has copies, with its newest copy's seq;
+ * stops at and returns fn's first non-zero result.  fn runs with the lock
+ * of the store's write connection held, which every function that writes
+ * or lists the index takes (and a slot allocation that records the 90%
+ * event): fn may call only store_find_copy, store_find_copies,
+ * store_for_each_cbt_word and the accessors (store_info, store_dir...).
+ */
 int store_for_each_chunk(struct store *s,
 			 int (*fn)(void *arg, uint64_t chunk_idx,
 				   int64_t max_seq),

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * store_int.h - the diff store's insides, shared by its files and by no
+ * other module (they use include/snapfs/store.h):
+ *
+ *   store.c         the module's note; open, validation, close
+ *   store_dir.c     the directory: its names, trust checks, creation
+ *   store_index.c   SQLite glue: errors, transactions, meta, events
+ *   store_slots.c   the slot map, reservations, free space, the limit
+ *   store_commit.c  the group commit and its write ordering
+ *   store_chunks.c  copy lookup, the purge rule, diff bytes
+ *   store_rows.c    snapshot and generation rows, bitmap words
+ *   store_check.c   the offline check
+ *   store_vfs.c     the power-loss tests' SQLite VFS
+ *
+ * Every function here is called with the locks its comment names; the
+ * lock that guards each field of struct store is named beside it.
+ */
+#ifndef SNAPFS_STORE_INT_H
+#define SNAPFS_STORE_INT_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "snapfs/store.h"
+
+#define STORE_FORMAT 1
+/* Room for a store file's path: the directory and a name. */
+#define STORE_PATH_MAX 4200
+
+struct commit_waiter; /* store_commit.c */
+
+struct store {
+	/* Fixed at open. */
+	char *dir;
+	int dir_fd;
+	int data_fd;
+	enum durability durability;
+	/* Fixed at open, but info.generation: written under db_lock by
+	 * store_add_snapshot. */
+	struct store_info info;
+
+	/* The group commit's leader, db_lock held: O_DIRECT where it pays,
+	 * data_fd once the device refuses direct writes. */
+	int data_wfd;
+
+	pthread_mutex_t db_lock;
+	sqlite3 *db; /* db_lock: the write connection */
+	sqlite3_stmt *ins_chunk; /* db_lock */
+	sqlite3_stmt *ins_word; /* db_lock */
+
+	pthread_mutex_t rdb_lock;
+	sqlite3 *rdb; /* rdb_lock: reads of the hot path */
+	sqlite3_stmt *find_copy; /* rdb_lock */
+
+	/* The slot map and space accounting, all under slot_lock. */
+	pthread_mutex_t slot_lock;
+	uint64_t *slot_used; /* bit per slot */
+	uint64_t nslots; /* slots the map covers */
+	uint64_t slot_hint; /* no free slot below this */
+	uint64_t slots_in_use;
+	uint64_t slots_reserved; /* reserved for queued writes (cow.c) */
+	uint64_t fs_room; /* without a limit: free bytes under the store at
+			     the last look, less what was reserved since */
+	uint64_t limit_slots; /* with has_limit: diff_max in slots */
+	bool has_limit;
+	bool low_warned; /* the 90% warning was given */
+
+	/* The group commit's queue, all under gc_lock. */
+	pthread_mutex_t gc_lock;
+	pthread_cond_t gc_cond;
+	struct commit_waiter *gc_head, **gc_tail;
+	bool gc_leader;
+};
+
+/* Builds "DIR/name" into buf. */
+static inline void path_in(const struct store *s, const char *name, char *buf,
+			   size_t len)
+{
+	snprintf(buf, len, "%s/%s", s->dir, name);
+}
+
+/* A fault point's answer as 0 or -errno (a torn transfer: -EIO). */
+static inline int fault_errno(int r)
+{
+	return r > 0 ? -EIO : r;
+}
+
+/*
+ * Whether a chunk row's data offset off names a whole chunk_size (cs)
+ * slot inside a data file of data_size bytes: not negative, aligned, its
+ * end within the file.  The open, the slot map and the check all judge a
+ * row by this.
+ */
+static inline bool chunk_fits(int64_t off, uint64_t cs, uint64_t data_size)
+{
+	return off >= 0 && (uint64_t)off % cs == 0 &&
+	       (uint64_t)off + cs <= data_size;
+}
+
+/* store_dir.c: before the index is open, no lock (one thread opens). */
+int store_open_dir(struct store *s, bool *made, char *err, size_t err_len);
+bool store_dir_fresh(struct store *s);
+int store_create_files(struct store *s, const struct store_config *cfg,
+		       char *err, size_t err_len);
+void store_unmake(struct store *s);
+
+/* store_index.c.  Functions taking a connection are called with its lock
+ * held (db_lock for s->db), or on a connection of their own. */
+int index_err(sqlite3 *db, int rc, const char *what);
+int index_exec(sqlite3 *db, const char *sql);
+int index_tx_begin(sqlite3 *db);
+int index_tx_end(sqlite3 *db, int r, const char *point);
+int index_run(sqlite3 *db, const char *what, const char *sql, const char *types,
+	      ...);
+int index_meta_get(sqlite3 *db, const char *key, char *buf, size_t len);
+int index_meta_get_u64(sqlite3 *db, const char *key, uint64_t *out);
+int index_meta_set(sqlite3 *db, const char *key, const char *value);
+int index_meta_set_u64(sqlite3 *db, const char *key, uint64_t v);
+bool index_has_wal(const char *path);
+int index_open_ro(const char *path, sqlite3 **db);
+int store_connect(struct store *s, char *err, size_t err_len);
+int store_prepare(struct store *s);
+int store_init_schema(struct store *s, sqlite3 *db,
+		      const struct store_config *cfg);
+int index_list_rows(struct store *s, const char *sql, size_t elem,
+		    void (*fill)(sqlite3_stmt *st, void *e), void **out,
+		    size_t *n);
+
+/* store_vfs.c: before an index is opened. */
+void store_iolog_setup(void);
+
+/* store_slots.c */
+int store_load_slots(struct store *s);
+void store_slots_release(struct store *s, const int64_t *offs, size_t n);
+
+/* store_rows.c */
+int store_insert_word(struct store *s, uint64_t gen, const struct cbt_word *w);
+
+#endif

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * util_time.h - the wall clock in nanoseconds since the epoch, the unit
+ * of every time the store records (snapshot and event times).
+ */
+#ifndef SNAPFS_UTIL_TIME_H
+#define SNAPFS_UTIL_TIME_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#endif
