@@ -2,7 +2,8 @@
 /*
  * store_dir.c - the store directory before the index is open: the names
  * it may hold and their types, the checks that it is one snapfs made and
- * nobody else can change (ownership, mode, no symlinks or extra links),
+ * nobody else can change (ownership, mode, no symlinks or extra links,
+ * no parent directory another user could rename it out of),
  * its lock against a second daemon (flock), and a new store's creation,
  * ordered so that a crash leaves either no store or a whole one.
  *
@@ -12,8 +13,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -109,6 +113,62 @@ err_errno:
 	return -errno;
 }
 
+/*
+ * Refuses a store that another user could swap for one of theirs by
+ * renaming a directory above it: every directory from its parent up to /
+ * must belong to root or to this user, and be closed to others or sticky
+ * (as /tmp is, where nobody renames what is not theirs).  A directory
+ * writable by its group is taken: its group is the administrator's choice
+ * (/usr/local on Debian).  Checked before anything is made.
+ */
+static int store_trust_parents(struct store *s, char *err, size_t err_len)
+{
+	char *copy = strdup(s->dir), *dir, *cut;
+	uid_t me = geteuid();
+	struct stat st;
+	int r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	dir = realpath(dirname(copy), NULL);
+	free(copy);
+	if (!dir) /* no parent: the mkdir that follows says so */
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+	for (;;) {
+		if (stat(dir, &st) < 0) {
+			r = -errno;
+			snprintf(err, err_len, "store %s: %s: %s", s->dir, dir,
+				 strerror(-r));
+			break;
+		}
+		if ((st.st_uid != 0 && st.st_uid != me) ||
+		    ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))) {
+			snprintf(err, err_len,
+				 "store %s: %s is %s: another user could put a "
+				 "store of theirs in its place (name one with "
+				 "store= in a directory only you and root can "
+				 "change)",
+				 s->dir, dir,
+				 st.st_uid != 0 && st.st_uid != me
+					 ? "another user's"
+					 : "writable by others");
+			r = -EPERM;
+			break;
+		}
+		cut = strrchr(dir, '/');
+		if (!cut || cut == dir) {
+			if (strcmp(dir, "/")) {
+				dir[1] = '\0';
+				continue;
+			}
+			break;
+		}
+		*cut = '\0';
+	}
+	free(dir);
+	return r;
+}
+
 /* Creates the store directory when missing; *made says whether it did. */
 int store_open_dir(struct store *s, bool *made, char *err, size_t err_len)
 {
@@ -116,6 +176,13 @@ int store_open_dir(struct store *s, bool *made, char *err, size_t err_len)
 	int r;
 
 	*made = false;
+	r = store_trust_parents(s, err, err_len);
+	if (r) {
+		if (!*err)
+			snprintf(err, err_len, "store %s: %s", s->dir,
+				 strerror(-r));
+		return r;
+	}
 	if (lstat(s->dir, &st) == 0 && S_ISLNK(st.st_mode)) {
 		snprintf(err, err_len,
 			 "store %s: is a symbolic link: not a store snapfs "

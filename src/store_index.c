@@ -203,7 +203,12 @@ bool index_has_wal(const char *path)
 	struct stat st;
 
 	snprintf(wal, sizeof(wal), "%s-wal", path);
-	return stat(wal, &st) == 0 && st.st_size > 0;
+	/* Unsure (stat failed other than for a missing WAL): say yes.  A
+	 * read with the WAL is right either way; immutable is only right
+	 * without one. */
+	if (stat(wal, &st) < 0)
+		return errno != ENOENT;
+	return st.st_size > 0;
 }
 
 /*

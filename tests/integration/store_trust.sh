@@ -92,6 +92,17 @@ ln "$S/data" "$WORK/hardlink"
 refused "data with a second link" "data.*links"
 rm "$WORK/hardlink"
 
+# a directory above the store that others may write (not sticky): another
+# user could rename the store away and put theirs in its place
+mkdir "$WORK/shared"
+chmod 0777 "$WORK/shared"
+make_image "$WORK/shared/img" 8M
+IMG=$WORK/shared/img refused "a parent writable by others" "shared is writable by others"
+[ ! -e "$WORK/shared/img.snapfs" ] || fail "a store was made under a parent writable by others"
+chmod 1777 "$WORK/shared"
+start_snapfs "$WORK/shared/img" "$MNT"
+stop_snapfs "$MNT"
+
 # and the store as made still mounts
 start_snapfs "$IMG" "$MNT"
 stop_snapfs "$MNT"
