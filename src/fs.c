@@ -451,11 +451,13 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 	fuse_reply_err(req, -r);
 }
 
+/* SEEK_DATA / SEEK_HOLE: live.img and snapshots have the layout cow.c
+ * gives them; a bitmap has no holes (all of it is data). */
 static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 			struct fuse_file_info *fi)
 {
 	struct daemon *d = req_daemon(req);
-	int64_t seq = tree_kind_of(ino) == TREE_SNAPSHOT ? (int64_t)fi->fh : 0;
+	enum tree_kind kind = tree_kind_of(ino);
 	int64_t r;
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
@@ -466,7 +468,22 @@ static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, ENXIO);
 		return;
 	}
-	r = cow_seek(d->cow, seq, (uint64_t)off, whence);
+	if (kind == TREE_BITMAP) {
+		uint64_t size = cbt_bitmap_bytes(d->cbt);
+
+		if ((uint64_t)off >= size)
+			fuse_reply_err(req, ENXIO);
+		else
+			fuse_reply_lseek(
+				req, whence == SEEK_DATA ? off : (off_t)size);
+		return;
+	}
+	if (kind != TREE_LIVE && kind != TREE_SNAPSHOT) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	r = cow_seek(d->cow, kind == TREE_SNAPSHOT ? (int64_t)fi->fh : 0,
+		     (uint64_t)off, whence);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
