@@ -437,15 +437,21 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	/* The size is fixed: without KEEP_SIZE the kernel would take a new
+	 * end past it as the size, so such a call fails and changes
+	 * nothing.  With it, the part inside the image is done. */
+	if (!(mode & FALLOC_FL_KEEP_SIZE) &&
+	    (uint64_t)off + (uint64_t)len > d->backing.size) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
 	mode &= ~FALLOC_FL_KEEP_SIZE;
 	if (mode == FALLOC_FL_PUNCH_HOLE)
 		r = cow_discard(d->cow, (uint64_t)off, (uint64_t)len, false);
 	else if (mode == FALLOC_FL_ZERO_RANGE)
 		r = cow_discard(d->cow, (uint64_t)off, (uint64_t)len, true);
 	else if (mode == 0)
-		/* Allocation changes no byte; only the size is fixed. */
-		r = (uint64_t)off + (uint64_t)len > d->backing.size ? -EFBIG
-								    : 0;
+		r = 0; /* allocation changes no byte */
 	else
 		r = -EOPNOTSUPP;
 	fuse_reply_err(req, -r);

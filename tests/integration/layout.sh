@@ -36,6 +36,30 @@ for off in (size, size + 1, 1 << 30):
             raise AssertionError(("past the end", off, whence, r))
 PY
 done
+
+# FALLOC_FL_ZERO_RANGE without KEEP_SIZE may not grow live.img: a range
+# past the end fails (EFBIG) and changes nothing, while the kernel would
+# otherwise take the new end as the size until the attributes expire.
+# With KEEP_SIZE the part inside the image is zeroed and the size stays.
+L=$MNT/live.img
+SIZE=$((1 << 30))
+dd if=/dev/urandom of="$L" bs=64K seek=$((SIZE / 65536 - 1)) count=1 conv=notrunc,fsync status=none
+TAIL=$(tail -c 65536 "$L" | sha256sum)
+if fallocate -z -o $((SIZE - 4096)) -l 65536 "$L" 2>"$WORK/err"; then
+	fail "ZERO_RANGE past the end without KEEP_SIZE succeeded"
+fi
+grep -q "File too large" "$WORK/err" || fail "ZERO_RANGE past the end: $(cat "$WORK/err")"
+[ "$(stat -c %s "$L")" = "$SIZE" ] || fail "live.img grew to $(stat -c %s "$L")"
+[ "$(tail -c 65536 "$L" | sha256sum)" = "$TAIL" ] || fail "a refused ZERO_RANGE changed bytes"
+if fallocate -o $((SIZE - 4096)) -l 65536 "$L" 2>/dev/null; then
+	fail "allocation past the end without KEEP_SIZE succeeded"
+fi
+fallocate -n -z -o $((SIZE - 4096)) -l 65536 "$L" || fail "ZERO_RANGE with KEEP_SIZE past the end"
+fallocate -n -o $((SIZE - 4096)) -l 65536 "$L" || fail "allocation with KEEP_SIZE past the end"
+[ "$(stat -c %s "$L")" = "$SIZE" ] || fail "live.img size $(stat -c %s "$L") after KEEP_SIZE"
+[ "$(tail -c 4096 "$L" | tr -d '\0' | wc -c)" = 0 ] || fail "the tail was not zeroed"
+[ "$(tail -c 65536 "$L" | head -c 61440 | tr -d '\0' | wc -c)" -gt 0 ] ||
+	fail "ZERO_RANGE zeroed before its offset"
 stop_snapfs "$MNT"
 
 echo "layout: ok"
