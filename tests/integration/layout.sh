@@ -62,4 +62,46 @@ fallocate -n -o $((SIZE - 4096)) -l 65536 "$L" || fail "allocation with KEEP_SIZ
 	fail "ZERO_RANGE zeroed before its offset"
 stop_snapfs "$MNT"
 
+# st_blocks: live.img reports what the backing has allocated, a snapshot
+# a figure never below what its data needs (the backing's blocks and the
+# preserved bytes, at most its size), so du, cp and tar -S see a sparse
+# image as sparse.  64 MiB holding 4 MiB.
+IMG=$WORK/img2
+make_image "$IMG" 64M
+dd if=/dev/urandom of="$IMG" bs=1M seek=16 count=4 conv=notrunc,fsync status=none
+start_snapfs "$IMG" "$MNT"
+L=$MNT/live.img
+blocks() { stat -c %b "$1"; }
+[ "$(blocks "$L")" = "$(blocks "$IMG")" ] ||
+	fail "live.img st_blocks $(blocks "$L"), the backing has $(blocks "$IMG")"
+[ "$(du -k "$L" | cut -f1)" -le 4200 ] || fail "du of live.img: $(du -k "$L")"
+U=$(snap "$MNT")
+S=$MNT/snapshots/$U.img
+check_snap() { # what the snapshot reports: at least 4 MiB, not all of it
+	local b
+	b=$(blocks "$S")
+	[ "$b" -ge 8192 ] && [ "$b" -lt $((64 * 2048)) ] ||
+		fail "$1: snapshot st_blocks $b"
+}
+check_snap "fresh"
+cp "$S" "$WORK/copy" # --sparse=auto: sparse only if the source looks sparse
+cmp "$S" "$WORK/copy" || fail "cp of the snapshot differs"
+[ "$(du -k "$WORK/copy" | cut -f1)" -le 8192 ] ||
+	fail "cp made a full copy: $(du -k "$WORK/copy" | cut -f1) KiB"
+rm -f "$WORK/copy"
+tar -S -cf "$WORK/t.tar" -C "$MNT/snapshots" "$U.img"
+tar -xf "$WORK/t.tar" -C "$WORK"
+cmp "$S" "$WORK/$U.img" || fail "tar -S of the snapshot differs"
+rm -f "$WORK/t.tar" "$WORK/$U.img"
+# its data moves to the store: the figure still covers it
+dd if=/dev/urandom of="$L" bs=1M seek=16 count=4 conv=notrunc,fsync status=none
+check_snap "overwritten"
+fallocate -p -o 0 -l 64M "$L"
+[ "$(blocks "$L")" = "$(blocks "$IMG")" ] || fail "live.img st_blocks after a punch"
+[ "$(blocks "$L")" -lt 100 ] || fail "live.img st_blocks $(blocks "$L") after a punch of all"
+check_snap "punched"
+# a bitmap is all data
+[ "$(blocks "$MNT/cbt/1.bitmap")" = 1 ] || fail "bitmap st_blocks"
+stop_snapfs "$MNT"
+
 echo "layout: ok"
