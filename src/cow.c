@@ -896,15 +896,21 @@ int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence)
 	}
 	while (off < c->size) {
 		uint64_t ch = off / c->cs, cend = (ch + 1) * c->cs;
+		pthread_rwlock_t *stripe = &c->stripes[ch % NSTRIPES];
 		int64_t d;
 
+		/* No preservation and discard of ch between the look for a
+		 * copy and the backing's answer. */
+		pthread_rwlock_rdlock(stripe);
 		if (has_copy(c, ch, seq)) {
+			pthread_rwlock_unlock(stripe);
 			if (whence == SEEK_DATA)
 				return (int64_t)off;
 			off = cend;
 			continue;
 		}
 		d = backing_seek(c, off, whence);
+		pthread_rwlock_unlock(stripe);
 		if (d < 0)
 			return d;
 		if (whence == SEEK_HOLE) {
