@@ -104,4 +104,52 @@ check_snap "punched"
 [ "$(blocks "$MNT/cbt/1.bitmap")" = 1 ] || fail "bitmap st_blocks"
 stop_snapfs "$MNT"
 
+# A snapshot's holes are part of its contents: its SEEK_DATA/SEEK_HOLE
+# map stays what it was when taken, whatever live.img does later: writes
+# into holes (preserved as zeros), overwrites of data, discards of holes
+# (an fstrim) and of data.
+IMG=$WORK/img3
+make_image "$IMG" 64M
+dd if=/dev/urandom of="$IMG" bs=1M seek=16 count=4 conv=notrunc,fsync status=none
+dd if=/dev/urandom of="$IMG" bs=4K seek=$((40 * 256 + 3)) count=1 conv=notrunc,fsync status=none
+start_snapfs "$IMG" "$MNT"
+L=$MNT/live.img
+U=$(snap "$MNT")
+S=$MNT/snapshots/$U.img
+extents() {
+	python3 - "$1" <<'PY'
+import errno, os, sys
+f = os.open(sys.argv[1], os.O_RDONLY)
+size, off, out = os.fstat(f).st_size, 0, []
+while off < size:
+    try:
+        d = os.lseek(f, off, os.SEEK_DATA)
+    except OSError as e:
+        assert e.errno == errno.ENXIO, e
+        break
+    h = os.lseek(f, d, os.SEEK_HOLE)
+    assert h > d, (d, h)
+    out.append("%d-%d" % (d, h))
+    off = h
+print(" ".join(out))
+PY
+}
+MAP=$(extents "$S")
+[ "$MAP" = "$((16 << 20))-$((20 << 20)) $((40 << 20))-$(((40 << 20) + 65536))" ] ||
+	fail "fresh snapshot map: $MAP"
+SUM=$(sum "$S")
+dd if=/dev/urandom of="$L" bs=1M seek=8 count=1 conv=notrunc,fsync status=none
+[ "$(extents "$S")" = "$MAP" ] || fail "a write into a hole: $(extents "$S")"
+dd if=/dev/urandom of="$L" bs=1M seek=16 count=4 conv=notrunc,fsync status=none
+[ "$(extents "$S")" = "$MAP" ] || fail "an overwrite: $(extents "$S")"
+fallocate -p -o $((24 << 20)) -l $((16 << 20)) "$L" # holes only
+[ "$(extents "$S")" = "$MAP" ] || fail "a discard of holes: $(extents "$S")"
+fallocate -p -o 0 -l 64M "$L"
+[ "$(extents "$S")" = "$MAP" ] || fail "a discard of everything: $(extents "$S")"
+[ "$(sum "$S")" = "$SUM" ] || fail "the snapshot's bytes changed"
+cp --sparse=always "$S" "$WORK/copy"
+[ "$(du -k "$WORK/copy" | cut -f1)" -le 4200 ] ||
+	fail "sparse copy holds $(du -k "$WORK/copy" | cut -f1) KiB"
+stop_snapfs "$MNT"
+
 echo "layout: ok"
