@@ -298,7 +298,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		fi->fh = (uint64_t)(uintptr_t)h;
 		/* The open generation changes with every first write to a
 		 * block: never cached.  Closed ones never change. */
-		if (gen == cbt_open_generation(d->cbt))
+		if (gen >= cbt_open_generation(d->cbt))
 			fi->direct_io = 1;
 		else
 			fi->keep_cache = 1;
@@ -328,10 +328,11 @@ static ssize_t read_bitmap(struct daemon *d, struct bitmap_handle *h, void *buf,
 			   size_t size, uint64_t off)
 {
 	uint64_t len = cbt_bitmap_bytes(d->cbt);
+	ssize_t n = cbt_read_open(d->cbt, h->gen, buf, size, off);
 	int r = 0;
 
-	if (h->gen == cbt_open_generation(d->cbt))
-		return cbt_read_open(d->cbt, buf, size, off);
+	if (n != -ESTALE)
+		return n;
 	pthread_mutex_lock(&h->lock);
 	if (!h->bytes)
 		r = cbt_render(d->cbt, h->gen, &h->bytes);
