@@ -39,7 +39,12 @@
  *
  * Locking: bits and region flags are updated with atomic OR; the open
  * generation changes, and seals run, only with the chain quiesced (no
- * write in flight) or before requests are served.
+ * write in flight) or before requests are served.  Readers take no lock:
+ * the new generation's number is published before a bit is cleared for
+ * it, so a read of the open bitmap copies the bits and then checks the
+ * number again (closed meanwhile: the store has the sealed words), and a
+ * render of a closed one checks after reading its words that it was not
+ * dropped meanwhile (else -ENOENT, never missing words).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,10 +82,12 @@ struct cbt {
 	size_t map_len;
 	uint64_t *open_bits; /* the map's words */
 	uint8_t *region; /* REGION_* per CBT_REGION_WORDS words */
-	uint64_t open_gen;
-	bool open_widened;
+	uint64_t open_gen; /* atomic: readers run beside generation changes */
+	bool open_widened; /* atomic */
 	bool durable; /* durability=full: intents before writes */
 	uint32_t keep;
+	void (*read_hook)(void *arg); /* tests only */
+	void *read_hook_arg;
 };
 
 static size_t nwords(const struct cbt *c)
@@ -288,7 +295,13 @@ uint32_t cbt_block_size(const struct cbt *c)
 
 uint64_t cbt_open_generation(const struct cbt *c)
 {
-	return c->open_gen;
+	return __atomic_load_n(&c->open_gen, __ATOMIC_ACQUIRE);
+}
+
+void cbt_set_read_hook(struct cbt *c, void (*fn)(void *arg), void *arg)
+{
+	c->read_hook = fn;
+	c->read_hook_arg = arg;
 }
 
 /* Appends w to the list (*v, *n) that starts in inline storage of
@@ -402,9 +415,13 @@ int cbt_next_generation(struct cbt *c)
 	size_t n, closed = 0;
 	int r;
 
-	c->open_gen = store_info(c->s)->generation;
-	c->open_widened = false;
-	memset(c->open_bits, 0, nwords(c) * sizeof(uint64_t));
+	/* The new number is published before a bit is cleared: a reader
+	 * that saw a cleared bit sees the new number after it. */
+	__atomic_store_n(&c->open_gen, store_info(c->s)->generation,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&c->open_widened, false, __ATOMIC_RELEASE);
+	for (size_t i = 0; i < nwords(c); i++)
+		__atomic_store_n(&c->open_bits[i], 0, __ATOMIC_RELEASE);
 	memset(c->region, 0, nregions(c));
 	map_stamp(c, c->open_gen);
 	r = store_list_generations(c->s, &v, &n);
@@ -432,7 +449,7 @@ int cbt_widen(struct cbt *c, const char *reason)
 	int r = store_widen_generation(c->s, c->open_gen, reason);
 
 	if (!r) {
-		c->open_widened = true;
+		__atomic_store_n(&c->open_widened, true, __ATOMIC_RELEASE);
 		log_warn("cbt: generation %llu is all ones: %s",
 			 (unsigned long long)c->open_gen, reason);
 	}
@@ -471,15 +488,17 @@ int cbt_render(struct cbt *c, uint64_t gen, uint8_t **out)
 	uint64_t nb = cbt_bitmap_bytes(c);
 	uint8_t *bytes = calloc(nb ? nb : 1, 1);
 	bool widened = false;
+	ssize_t n;
 	int r;
 
 	if (!bytes)
 		return -ENOMEM;
-	if (gen == c->open_gen) {
-		cbt_read_open(c, bytes, nb, 0);
+	n = cbt_read_open(c, gen, bytes, nb, 0);
+	if (n >= 0) {
 		*out = bytes;
 		return 0;
 	}
+	memset(bytes, 0, nb);
 	r = gen_state(c, gen, &widened);
 	if (!r && widened) {
 		fill_ones(c, bytes);
@@ -488,6 +507,9 @@ int cbt_render(struct cbt *c, uint64_t gen, uint8_t **out)
 
 		r = store_for_each_cbt_word(c->s, gen, render_word, arg);
 	}
+	/* Dropped before its words were read: they may be missing. */
+	if (!r)
+		r = gen_state(c, gen, &widened);
 	if (r) {
 		free(bytes);
 		return r;
@@ -496,32 +518,40 @@ int cbt_render(struct cbt *c, uint64_t gen, uint8_t **out)
 	return 0;
 }
 
-ssize_t cbt_read_open(struct cbt *c, void *buf, size_t len, uint64_t off)
+ssize_t cbt_read_open(struct cbt *c, uint64_t gen, void *buf, size_t len,
+		      uint64_t off)
 {
 	uint64_t nb = cbt_bitmap_bytes(c);
+	uint64_t now = __atomic_load_n(&c->open_gen, __ATOMIC_ACQUIRE);
 	uint8_t *dst = buf;
 
+	if (gen < now)
+		return -ESTALE;
 	if (off >= nb)
 		return 0;
 	if (len > nb - off)
 		len = (size_t)(nb - off);
-	if (c->open_widened) {
-		uint8_t *all = malloc(nb);
+	if (gen > now) {
+		memset(dst, 0, len); /* not open yet: nothing written */
+	} else if (__atomic_load_n(&c->open_widened, __ATOMIC_ACQUIRE)) {
+		memset(dst, 0xff, len);
+		if (c->nblocks % 8 && off + len == nb)
+			dst[len - 1] = (uint8_t)((1u << (c->nblocks % 8)) - 1);
+	} else {
+		for (size_t i = 0; i < len; i++) {
+			uint64_t byte = off + i;
+			uint64_t w = __atomic_load_n(&c->open_bits[byte / 8],
+						     __ATOMIC_ACQUIRE);
 
-		if (!all)
-			return -ENOMEM;
-		fill_ones(c, all);
-		memcpy(dst, all + off, len);
-		free(all);
-		return (ssize_t)len;
+			dst[i] = (uint8_t)(w >> (8 * (byte % 8)));
+		}
 	}
-	for (size_t i = 0; i < len; i++) {
-		uint64_t byte = off + i;
-		uint64_t w = __atomic_load_n(&c->open_bits[byte / 8],
-					     __ATOMIC_ACQUIRE);
-
-		dst[i] = (uint8_t)(w >> (8 * (byte % 8)));
-	}
+	if (c->read_hook)
+		c->read_hook(c->read_hook_arg);
+	/* Closed meanwhile: what was copied may be the next one's (cleared)
+	 * bits; the store has gen's. */
+	if (gen < __atomic_load_n(&c->open_gen, __ATOMIC_ACQUIRE))
+		return -ESTALE;
 	return (ssize_t)len;
 }
 
@@ -530,7 +560,7 @@ int cbt_drop(struct cbt *c, uint64_t gen)
 	bool widened;
 	int r;
 
-	if (gen == c->open_gen)
+	if (gen >= cbt_open_generation(c))
 		return -EBUSY;
 	r = gen_state(c, gen, &widened);
 	if (r)

@@ -42,7 +42,8 @@
  *   stripes   rwlocks hashed by chunk: a preservation holds its chunks'
  *             stripes exclusive from the old bytes' read to the commit; a
  *             snapshot read holds them shared while it decides between a
- *             copy and the live chunk and reads.  Taken in ascending
+ *             copy and the live chunk and reads, a snapshot seek while it
+ *             decides and asks the backing.  Taken in ascending
  *             stripe order, so batches never deadlock.
  *   room_lock one make_room (on_full=drop-oldest) at a time; room_epoch
  *             counts those that made room, and a change whose attempt
@@ -1020,15 +1021,6 @@ ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
 	return (ssize_t)len;
 }
 
-/* True when snapshot seq reads chunk ch from a copy. */
-static bool has_copy(struct cow *c, uint64_t ch, int64_t seq)
-{
-	struct chunk_row row;
-
-	return bit_test(c->preserved, ch) &&
-	       store_find_copy(c->s, ch, seq, &row) == 0;
-}
-
 /* The first chunk at or after ch whose preserved bit is set, or nchunks. */
 static uint64_t next_preserved(struct cow *c, uint64_t ch)
 {
@@ -1054,53 +1046,152 @@ static int64_t backing_seek(struct cow *c, uint64_t off, int whence)
 	return r > (off_t)c->size ? (int64_t)c->size : (int64_t)r;
 }
 
-int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence)
+/*
+ * The first chunk in [ch, limit) that the backing holds as data (some of
+ * it allocated) when want_data, as a hole (none of it) otherwise; limit
+ * when there is none, or -errno.
+ */
+static int64_t live_next(struct cow *c, uint64_t ch, uint64_t limit,
+			 bool want_data)
 {
-	if (off >= c->size)
-		return -ENXIO;
-	if (!seq) {
-		int64_t r;
+	while (ch < limit) {
+		int64_t d = backing_seek(c, ch * c->cs, SEEK_DATA), h;
+		uint64_t dch;
 
-		if (!behind_idle(c->behind)) /* queued data fills holes */
-			behind_wait(c->behind);
-		r = backing_seek(c, off, whence);
-
-		if (whence == SEEK_DATA && r == (int64_t)c->size)
-			return -ENXIO;
-		return r;
-	}
-	while (off < c->size) {
-		uint64_t ch = off / c->cs, cend = (ch + 1) * c->cs;
-		int64_t d;
-
-		if (has_copy(c, ch, seq)) {
-			if (whence == SEEK_DATA)
-				return (int64_t)off;
-			off = cend;
-			continue;
-		}
-		d = backing_seek(c, off, whence);
 		if (d < 0)
 			return d;
-		if (whence == SEEK_HOLE) {
-			if ((uint64_t)d < cend)
-				return d;
-			off = (uint64_t)d; /* data all the way to d */
+		dch = (uint64_t)d < c->size ? (uint64_t)d / c->cs : c->nchunks;
+		if (want_data)
+			return (int64_t)(dch < limit ? dch : limit);
+		if (dch > ch)
+			return (int64_t)ch;
+		h = backing_seek(c, (uint64_t)d, SEEK_HOLE);
+		if (h < 0)
+			return h;
+		/* the chunks up to the one holding byte h-1 have data */
+		ch = ((uint64_t)h + c->cs - 1) / c->cs;
+		if (ch <= dch)
+			ch = dch + 1;
+	}
+	return (int64_t)limit;
+}
+
+/*
+ * The first chunk of first..last (their stripes held shared) that
+ * snapshot seq sees as data (want_data) or as a hole; last + 1 when there
+ * is none, or -errno.
+ */
+static int64_t window_next(struct cow *c, int64_t seq, uint64_t first,
+			   uint64_t last, bool want_data)
+{
+	struct chunk_row rows[COW_BATCH_CHUNKS];
+	int64_t live = -1; /* live_next from a chunk before, not yet passed */
+	bool any = false;
+	uint64_t ch;
+	int r;
+
+	for (ch = first; ch <= last && !any; ch++)
+		any = bit_test(c->preserved, ch);
+	if (any) {
+		r = store_find_copies(c->s, first, last, seq, rows);
+		if (r)
+			return r;
+	}
+	for (ch = first; ch <= last; ch++) {
+		if (any && rows[ch - first].seq >= 0) {
+			/* a zero row was stored without data: a hole */
+			if ((rows[ch - first].data_off >= 0) == want_data)
+				return (int64_t)ch;
 			continue;
 		}
-		if ((uint64_t)d < cend && (uint64_t)d < c->size)
-			return d;
-		/* No live data in this chunk: the next candidate is the
-		 * chunk holding live data or the next one with copies. */
-		uint64_t np = next_preserved(c, ch + 1);
-		uint64_t nd = (uint64_t)d < c->size ? (uint64_t)d / c->cs
-						    : c->nchunks;
-
-		if (np >= c->nchunks && nd >= c->nchunks)
-			break;
-		off = (np < nd ? np : nd) * c->cs;
+		if (live < (int64_t)ch) {
+			live = live_next(c, ch, last + 1, want_data);
+			if (live < 0)
+				return live;
+		}
+		if (live == (int64_t)ch)
+			return (int64_t)ch;
 	}
-	return whence == SEEK_HOLE ? (int64_t)c->size : -ENXIO;
+	return (int64_t)last + 1;
+}
+
+/*
+ * SEEK_DATA / SEEK_HOLE on snapshot seq, a chunk at a time: a chunk it
+ * reads from a copy is data when the copy holds bytes and a hole when it
+ * is a zero row (stored without data); a chunk it reads live is data when
+ * the backing has allocated any of it.  So the layout stays what it was
+ * when the snapshot was taken: a live chunk with data is preserved with
+ * its bytes, a live hole as a zero row.  (Left: a live chunk whose
+ * allocated bytes are all zeros is data until it is preserved, as a zero
+ * row, and then a hole.)
+ *
+ * A chunk's look for a copy and the backing's answer for it are made
+ * with its stripe held shared, so no preservation and change of it comes
+ * between.  Across a run of chunks that no snapshot has copies of, the
+ * backing is asked first and the preserved bits read after: a chunk
+ * whose bit is still clear then was not changed before the answer.
+ */
+static int64_t snapshot_seek(struct cow *c, int64_t seq, uint64_t off,
+			     int whence)
+{
+	bool want_data = whence == SEEK_DATA;
+	uint64_t ch = off / c->cs, cstart;
+	int64_t found = -1;
+
+	while (ch < c->nchunks) {
+		uint64_t last, np;
+
+		if (!bit_test(c->preserved, ch)) {
+			found = live_next(c, ch, next_preserved(c, ch),
+					  want_data);
+			if (found < 0)
+				return found;
+			np = next_preserved(c, ch);
+			if ((uint64_t)found < np)
+				break;
+			ch = np;
+			continue;
+		}
+		last = c->nchunks - ch > COW_BATCH_CHUNKS
+			       ? ch + COW_BATCH_CHUNKS - 1
+			       : c->nchunks - 1;
+		{
+			uint64_t chunks[COW_BATCH_CHUNKS];
+			struct stripe_set set;
+
+			for (uint64_t k = ch; k <= last; k++)
+				chunks[k - ch] = k;
+			stripes_of(&set, chunks, (size_t)(last - ch + 1));
+			stripes_lock(c, &set, false);
+			found = window_next(c, seq, ch, last, want_data);
+			stripes_unlock(c, &set);
+		}
+		if (found < 0)
+			return found;
+		if ((uint64_t)found <= last)
+			break;
+		ch = last + 1;
+	}
+	if (ch >= c->nchunks)
+		return want_data ? -ENXIO : (int64_t)c->size;
+	cstart = (uint64_t)found * c->cs;
+	return (int64_t)(cstart > off ? cstart : off);
+}
+
+int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence)
+{
+	int64_t r;
+
+	if (off >= c->size)
+		return -ENXIO;
+	if (seq)
+		return snapshot_seek(c, seq, off, whence);
+	if (!behind_idle(c->behind)) /* queued data fills holes */
+		behind_wait(c->behind);
+	r = backing_seek(c, off, whence);
+	if (whence == SEEK_DATA && r == (int64_t)c->size)
+		return -ENXIO;
+	return r;
 }
 
 void cow_quiesce(struct cow *c)

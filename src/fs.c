@@ -317,7 +317,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		fi->fh = (uint64_t)(uintptr_t)h;
 		/* The open generation changes with every first write to a
 		 * block: never cached.  Closed ones never change. */
-		if (gen == cbt_open_generation(d->cbt))
+		if (gen >= cbt_open_generation(d->cbt))
 			fi->direct_io = 1;
 		else
 			fi->keep_cache = 1;
@@ -349,10 +349,11 @@ static ssize_t read_bitmap(struct daemon *d, struct bitmap_handle *h, void *buf,
 			   size_t size, uint64_t off)
 {
 	uint64_t len = cbt_bitmap_bytes(d->cbt);
+	ssize_t n = cbt_read_open(d->cbt, h->gen, buf, size, off);
 	int r = 0;
 
-	if (h->gen == cbt_open_generation(d->cbt))
-		return cbt_read_open(d->cbt, buf, size, off);
+	if (n != -ESTALE)
+		return n;
 	pthread_mutex_lock(&h->lock);
 	if (!h->bytes)
 		r = cbt_render(d->cbt, h->gen, &h->bytes);
@@ -466,25 +467,33 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	/* The size is fixed: without KEEP_SIZE the kernel would take a new
+	 * end past it as the size, so such a call fails and changes
+	 * nothing.  With it, the part inside the image is done. */
+	if (!(mode & FALLOC_FL_KEEP_SIZE) &&
+	    (uint64_t)off + (uint64_t)len > d->backing.size) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
 	mode &= ~FALLOC_FL_KEEP_SIZE;
 	if (mode == FALLOC_FL_PUNCH_HOLE)
 		r = cow_discard(d->cow, (uint64_t)off, (uint64_t)len, false);
 	else if (mode == FALLOC_FL_ZERO_RANGE)
 		r = cow_discard(d->cow, (uint64_t)off, (uint64_t)len, true);
 	else if (mode == 0)
-		/* Allocation changes no byte; only the size is fixed. */
-		r = (uint64_t)off + (uint64_t)len > d->backing.size ? -EFBIG
-								    : 0;
+		r = 0; /* allocation changes no byte */
 	else
 		r = -EOPNOTSUPP;
 	fuse_reply_err(req, -r);
 }
 
+/* SEEK_DATA / SEEK_HOLE: live.img and snapshots have the layout cow.c
+ * gives them; a bitmap has no holes (all of it is data). */
 static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 			struct fuse_file_info *fi)
 {
 	struct daemon *d = req_daemon(req);
-	int64_t seq = tree_kind_of(ino) == TREE_SNAPSHOT ? (int64_t)fi->fh : 0;
+	enum tree_kind kind = tree_kind_of(ino);
 	int64_t r;
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
@@ -495,7 +504,22 @@ static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, ENXIO);
 		return;
 	}
-	r = cow_seek(d->cow, seq, (uint64_t)off, whence);
+	if (kind == TREE_BITMAP) {
+		uint64_t size = cbt_bitmap_bytes(d->cbt);
+
+		if ((uint64_t)off >= size)
+			fuse_reply_err(req, ENXIO);
+		else
+			fuse_reply_lseek(
+				req, whence == SEEK_DATA ? off : (off_t)size);
+		return;
+	}
+	if (kind != TREE_LIVE && kind != TREE_SNAPSHOT) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	r = cow_seek(d->cow, kind == TREE_SNAPSHOT ? (int64_t)fi->fh : 0,
+		     (uint64_t)off, whence);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else

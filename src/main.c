@@ -236,6 +236,7 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 	d->tree = (struct tree){ .snaps = d->snaps,
 				 .cbt = d->cbt,
 				 .store = d->store,
+				 .backing = &d->backing,
 				 .image_size = d->backing.size,
 				 .ro = d->opts.ro,
 				 .uid = getuid(),

@@ -4,8 +4,15 @@
  *
  * Owns the mapping between names, inode numbers and struct stat.  The
  * tree is fixed but for the snapshot images, which come from snapshot.c;
- * nothing here does I/O or knows FUSE, so the FUSE front end only turns
- * these answers into replies.  Modes follow the contract: live.img 0644
+ * nothing here does I/O (an fstat of the backing aside) or knows FUSE, so
+ * the FUSE front end only turns these answers into replies.
+ *
+ * st_blocks tells sparse-aware tools (du, cp, tar -S) how much is
+ * allocated: for live.img what the backing has; for a snapshot an upper
+ * bound of what its data needs that costs no read, the backing's blocks
+ * (the chunks it reads live hold no more) plus every byte preserved in
+ * the store (its copies are among them), capped at its size.  Never an
+ * under-report: a tool may take a file with no blocks for all holes.  Modes follow the contract: live.img 0644
  * (0444 with ro), snapshots 0444, directories 0755; everything belongs to
  * the user who mounted.
  */
@@ -14,7 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <sys/stat.h>
+
+#include "snapfs/backing.h"
 #include "snapfs/cbt.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
@@ -76,6 +87,26 @@ static void fill_file(const struct tree *t, uint64_t ino, mode_t mode,
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 }
 
+/* Bytes the backing has allocated, at most size; size where it cannot
+ * tell (a block device, no backing given). */
+static uint64_t backing_allocated(const struct tree *t, uint64_t size)
+{
+	struct stat bst;
+	uint64_t n;
+
+	if (!t->backing || t->backing->is_blkdev ||
+	    fstat(t->backing->fd, &bst) < 0)
+		return size;
+	n = (uint64_t)bst.st_blocks * 512;
+	return n < size ? n : size;
+}
+
+/* st_blocks for bytes allocated. */
+static blkcnt_t blocks_of(uint64_t bytes)
+{
+	return (blkcnt_t)((bytes + 511) / 512);
+}
+
 int tree_getattr(struct tree *t, uint64_t ino, struct stat *st)
 {
 	struct snapshot snap;
@@ -88,17 +119,24 @@ int tree_getattr(struct tree *t, uint64_t ino, struct stat *st)
 		return 0;
 	case TREE_LIVE:
 		fill_file(t, ino, t->ro ? 0444 : 0644, t->image_size, st);
+		st->st_blocks = blocks_of(backing_allocated(t, t->image_size));
 		return 0;
-	case TREE_SNAPSHOT:
+	case TREE_SNAPSHOT: {
+		uint64_t used;
+
 		if (snapshots_get(t->snaps, tree_snapshot_seq(ino), &snap))
 			return -ENOENT;
 		fill_file(t, ino, 0444, snap.size, st);
+		used = backing_allocated(t, snap.size) +
+		       store_bytes_used(t->store);
+		st->st_blocks = blocks_of(used < snap.size ? used : snap.size);
 		st->st_mtim.tv_sec = snap.created_ns / 1000000000;
 		st->st_mtim.tv_nsec = snap.created_ns % 1000000000;
 		st->st_ctim = st->st_mtim;
 		if (snap.deleted)
 			st->st_nlink = 0;
 		return 0;
+	}
 	case TREE_BITMAP: {
 		struct store_generation g;
 

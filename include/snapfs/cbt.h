@@ -92,9 +92,18 @@ int cbt_widen(struct cbt *c, const char *reason);
  */
 int cbt_render(struct cbt *c, uint64_t gen, uint8_t **out);
 
-/* Reads bytes [off, off+len) of the open generation's bitmap as it is
- * now.  Bytes read. */
-ssize_t cbt_read_open(struct cbt *c, void *buf, size_t len, uint64_t off);
+/*
+ * Reads bytes [off, off+len) of generation gen's bitmap as it is now,
+ * while gen is not closed: the open generation's bits, all zeros for one
+ * not open yet.  Bytes read, or -ESTALE once gen is closed (also when it
+ * closed during the read): then cbt_render has it.  Any thread.
+ */
+ssize_t cbt_read_open(struct cbt *c, uint64_t gen, void *buf, size_t len,
+		      uint64_t off);
+
+/* For tests: fn(arg) runs inside every cbt_read_open of a generation not
+ * closed, in the window a generation change must not slip into. */
+void cbt_set_read_hook(struct cbt *c, void (*fn)(void *arg), void *arg);
 
 /* Deletes closed generation gen's bitmap.  0, -EBUSY (open), -ENOENT. */
 int cbt_drop(struct cbt *c, uint64_t gen);

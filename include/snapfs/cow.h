@@ -77,8 +77,9 @@ int cow_write_error(struct cow *c);
 ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
 			  uint64_t off);
 
-/* SEEK_DATA / SEEK_HOLE on live (seq 0) or snapshot seq.  The offset or
- * -ENXIO / -errno. */
+/* SEEK_DATA / SEEK_HOLE on live (seq 0: the backing's layout) or
+ * snapshot seq (a chunk at a time, zero rows as holes: the layout it had
+ * when taken, see cow.c).  The offset or -ENXIO / -errno.  Any thread. */
 int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence);
 
 /* Waits for every running live write and every queued one, and holds new

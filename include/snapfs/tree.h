@@ -21,6 +21,7 @@
 struct snapshots;
 struct cbt;
 struct store;
+struct backing;
 
 #define TREE_INO_ROOT 1
 #define TREE_INO_LIVE 2
@@ -43,6 +44,7 @@ struct tree {
 	struct snapshots *snaps;
 	struct cbt *cbt;
 	struct store *store;
+	const struct backing *backing; /* for st_blocks; NULL: all allocated */
 	uint64_t image_size;
 	bool ro;
 	uid_t uid;
@@ -72,7 +74,10 @@ int64_t tree_snapshot_seq(uint64_t ino);
 uint64_t tree_bitmap_generation(uint64_t ino);
 
 /* Fills st for ino; 0 or -ENOENT.  Deleted snapshots still open answer
- * with st_nlink 0. */
+ * with st_nlink 0.  st_blocks: live.img's are the backing's; a
+ * snapshot's are the backing's plus the store's preserved bytes, at most
+ * its size (never below what its data needs, found without reading it);
+ * a bitmap is all data. */
 int tree_getattr(struct tree *t, uint64_t ino, struct stat *st);
 
 /* Resolves name in directory parent; 0 with st (st_ino set) or -ENOENT /

@@ -265,13 +265,72 @@ Test(cow, seek_finds_data_and_holes_of_live_and_snapshots)
 
 	cr_assert_eq(cow_seek(ch.c, s1, 0, SEEK_DATA), 4 * CS);
 	cr_assert_eq(cow_seek(ch.c, s1, 4 * CS, SEEK_HOLE), 5 * CS);
-	/* chunk 10 is data live but a hole in s1, which it reads from a
-	 * zero copy */
-	int64_t d = cow_seek(ch.c, s1, 5 * CS, SEEK_DATA);
-	cr_assert(d == -ENXIO || d == 10 * CS, "got %lld", (long long)d);
+	/* chunk 10 is data live but a hole in s1, which reads it from a
+	 * zero row */
+	cr_assert_eq(cow_seek(ch.c, s1, 5 * CS, SEEK_DATA), -ENXIO);
 	cr_assert_eq(cow_seek(ch.c, s1, (1 << 20) - 1, SEEK_HOLE),
 		     (1 << 20) - 1);
 	cr_assert_eq(cow_seek(ch.c, s1, 1 << 20, SEEK_DATA), -ENXIO);
+}
+
+/* The data extents of seq as SEEK_DATA / SEEK_HOLE give them, as
+ * "start-end " pairs in units of CS / 4. */
+static void layout(int64_t seq, char *out, size_t len)
+{
+	uint64_t off = 0;
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (;;) {
+		int64_t d = cow_seek(ch.c, seq, off, SEEK_DATA), h;
+
+		if (d == -ENXIO)
+			break;
+		cr_assert_geq(d, (int64_t)off);
+		h = cow_seek(ch.c, seq, (uint64_t)d, SEEK_HOLE);
+		cr_assert_gt(h, d);
+		used += (size_t)snprintf(out + used, len - used, "%lld-%lld ",
+					 (long long)d / (CS / 4),
+					 (long long)h / (CS / 4));
+		cr_assert_lt(used, len);
+		off = (uint64_t)h;
+		if (off >= ch.size)
+			break;
+	}
+}
+
+Test(cow, a_snapshots_layout_does_not_change_when_its_chunks_are_preserved)
+{
+	char before[256], after[256];
+	int64_t s1;
+
+	chain_init(&ch, 64 * CS, CS, DURABILITY_PROCESS);
+	write_pattern(2 * CS, CS, 1); /* chunk 2: all data */
+	write_pattern(5 * CS + CS / 2, CS / 4, 2); /* chunk 5: a quarter */
+	write_pattern(63 * CS, CS, 3); /* the last chunk */
+	s1 = snap();
+	layout(s1, before, sizeof(before));
+	/* chunk-granular: chunk 5 is data as a whole */
+	cr_assert_str_eq(before, "8-12 20-24 252-256 ");
+
+	write_pattern(10 * CS, CS, 4); /* a hole, preserved as a zero row */
+	layout(s1, after, sizeof(after));
+	cr_assert_str_eq(after, before, "after a write into a hole");
+	write_pattern(5 * CS, CS, 5); /* chunk 5 preserved with its data */
+	write_pattern(2 * CS, 2 * CS, 6);
+	layout(s1, after, sizeof(after));
+	cr_assert_str_eq(after, before, "after overwrites");
+	cr_assert_eq(cow_discard(ch.c, 20 * CS, 20 * CS, false), 0); /* holes */
+	layout(s1, after, sizeof(after));
+	cr_assert_str_eq(after, before, "after a discard of holes");
+	cr_assert_eq(cow_discard(ch.c, 0, 64 * CS, false), 0);
+	layout(s1, after, sizeof(after));
+	cr_assert_str_eq(after, before, "after a discard of everything");
+	layout(0, after, sizeof(after));
+	cr_assert_str_eq(after, "", "live has no data left");
+	/* from inside an extent, the offset itself */
+	cr_assert_eq(cow_seek(ch.c, s1, 5 * CS + 7, SEEK_DATA), 5 * CS + 7);
+	cr_assert_eq(cow_seek(ch.c, s1, 3 * CS + 7, SEEK_HOLE), 3 * CS + 7);
 }
 
 struct writer {
