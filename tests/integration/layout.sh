@@ -80,8 +80,7 @@ S=$MNT/snapshots/$U.img
 check_snap() { # what the snapshot reports: at least 4 MiB, not all of it
 	local b
 	b=$(blocks "$S")
-	[ "$b" -ge 8192 ] && [ "$b" -lt $((64 * 2048)) ] ||
-		fail "$1: snapshot st_blocks $b"
+	((b >= 8192 && b < 64 * 2048)) || fail "$1: snapshot st_blocks $b"
 }
 check_snap "fresh"
 cp "$S" "$WORK/copy" # --sparse=auto: sparse only if the source looks sparse
