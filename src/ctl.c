@@ -33,6 +33,7 @@
 #include "snapfs/log.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
+#include "snapfs/uuid.h"
 
 #define EVENTS_SHOWN 20
 
@@ -92,7 +93,7 @@ static int cmd_delete(struct daemon *d, char **args, int nargs, FILE *out,
 		return -EINVAL;
 	}
 	for (int i = 0; i < nargs; i++)
-		if (!snapshot_uuid_valid(args[i])) {
+		if (!uuid_valid(args[i])) {
 			snprintf(msg, msg_len, "'%s' is not a snapshot uuid",
 				 args[i]);
 			return -EINVAL;

@@ -59,6 +59,7 @@
 #include "snapfs/scratch.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/tree.h"
+#include "snapfs/uuid.h"
 
 #ifndef FOPEN_PARALLEL_DIRECT_WRITES
 #define FOPEN_PARALLEL_DIRECT_WRITES (1 << 6)
@@ -544,12 +545,10 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (strlen(name) != 40 || strcmp(name + 36, ".img")) {
+	if (!uuid_from_image_name(name, uuid)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	memcpy(uuid, name, 36);
-	uuid[36] = '\0';
 	fuse_reply_err(req, -snapshots_delete(d->snaps, uuid));
 }
 

@@ -33,8 +33,8 @@
 #include "snapfs/backup.h"
 #include "snapfs/cbtview.h"
 #include "snapfs/ctl.h"
-#include "snapfs/snapshot.h"
 #include "snapfs/store.h"
+#include "snapfs/uuid.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
@@ -361,10 +361,10 @@ static int cmd_backup(const char *mnt, int argc, char **argv)
 		else
 			return usage_error("backup: unexpected '%s'", argv[i]);
 	}
-	if (!snapshot_uuid_valid(job.uuid))
+	if (!uuid_valid(job.uuid))
 		return usage_error("backup: '%s' is not a snapshot uuid",
 				   job.uuid);
-	if (job.since && !snapshot_uuid_valid(job.since))
+	if (job.since && !uuid_valid(job.since))
 		return usage_error(
 			"backup: --since '%s' is not a snapshot uuid",
 			job.since);
@@ -412,16 +412,15 @@ static int cmd_changed(const char *mnt, int argc, char **argv)
 		else
 			return usage_error("changed: unexpected '%s'", argv[i]);
 	}
-	if (summary && (!from || snapshot_uuid_valid(from)) &&
-	    (!strcmp(to, "-") || snapshot_uuid_valid(to)))
+	if (summary && (!from || uuid_valid(from)) &&
+	    (!strcmp(to, "-") || uuid_valid(to)))
 		return cmd_summary(mnt, from, strcmp(to, "-") ? to : NULL,
 				   json);
 	if (!from)
 		return usage_error("changed needs --from UUID");
-	if (!snapshot_uuid_valid(from) ||
-	    (strcmp(to, "-") && !snapshot_uuid_valid(to)))
+	if (!uuid_valid(from) || (strcmp(to, "-") && !uuid_valid(to)))
 		return usage_error("changed: '%s' is not a snapshot uuid",
-				   snapshot_uuid_valid(from) ? to : from);
+				   uuid_valid(from) ? to : from);
 	snprintf(req, sizeof(req), "changed %s %s %s", from, to,
 		 json ? "json" : "text");
 	return request(mnt, req, NULL);
@@ -699,7 +698,7 @@ int main(int argc, char **argv)
 			return usage_error("%s",
 					   "delete: needs at least one UUID");
 		for (i = 3; i < argc; i++) {
-			if (!snapshot_uuid_valid(argv[i]))
+			if (!uuid_valid(argv[i]))
 				return usage_error(
 					"delete: '%s' is not a snapshot "
 					"uuid",

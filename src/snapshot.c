@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "snapfs/backing.h"
 #include "snapfs/cbt.h"
@@ -35,6 +34,7 @@
 #include "snapfs/log.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
+#include "snapfs/uuid.h"
 #include "util_time.h"
 
 struct snapshots {
@@ -48,39 +48,6 @@ struct snapshots {
 	struct snapshot *v; /* ascending seq */
 	size_t n;
 };
-
-bool snapshot_uuid_valid(const char *s)
-{
-	for (int i = 0; i < 36; i++) {
-		char ch = s[i];
-
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (ch != '-')
-				return false;
-		} else if (!((ch >= '0' && ch <= '9') ||
-			     (ch >= 'a' && ch <= 'f'))) {
-			return false;
-		}
-	}
-	return s[36] == '\0';
-}
-
-/* A random (version 4) uuid in canonical lowercase form. */
-static int make_uuid(char out[37])
-{
-	unsigned char u[16];
-
-	if (getrandom(u, sizeof(u), 0) != (ssize_t)sizeof(u))
-		return -EIO;
-	u[6] = (u[6] & 0x0f) | 0x40;
-	u[8] = (u[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-		 "%02x%02x%02x%02x%02x%02x",
-		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-		 u[10], u[11], u[12], u[13], u[14], u[15]);
-	return 0;
-}
 
 /* Index of seq in the list, or -1; lock held. */
 static ssize_t index_of(const struct snapshots *ss, int64_t seq)
@@ -257,7 +224,7 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 	struct snapshot *v;
 	int r;
 
-	r = make_uuid(row.uuid);
+	r = uuid_make(row.uuid);
 	if (r)
 		return r;
 	row.size = ss->b->size;

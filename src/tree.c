@@ -30,6 +30,7 @@
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
 #include "snapfs/tree.h"
+#include "snapfs/uuid.h"
 
 enum tree_kind tree_kind_of(uint64_t ino)
 {
@@ -155,16 +156,6 @@ int tree_getattr(struct tree *t, uint64_t ino, struct stat *st)
 	return -ENOENT;
 }
 
-/* Parses "<uuid>.img" into uuid; true when name has that form. */
-static bool snapshot_name(const char *name, char uuid[37])
-{
-	if (strlen(name) != 40 || strcmp(name + 36, ".img"))
-		return false;
-	memcpy(uuid, name, 36);
-	uuid[36] = '\0';
-	return snapshot_uuid_valid(uuid);
-}
-
 int tree_lookup(struct tree *t, uint64_t parent, const char *name,
 		struct stat *st)
 {
@@ -181,7 +172,7 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name,
 			return tree_getattr(t, TREE_INO_CBTDIR, st);
 		return -ENOENT;
 	case TREE_SNAPDIR:
-		if (!snapshot_name(name, uuid) ||
+		if (!uuid_from_image_name(name, uuid) ||
 		    snapshots_find(t->snaps, uuid, &snap))
 			return -ENOENT;
 		return tree_getattr(t, TREE_INO_SNAP_BASE + (uint64_t)snap.seq,

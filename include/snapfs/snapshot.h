@@ -79,7 +79,5 @@ int snapshots_drop_oldest(struct snapshots *ss);
 /* Deletes every snapshot (no reader may hold one).  0 or -errno. */
 int snapshots_drop_all(struct snapshots *ss);
 
-/* Parses a canonical lowercase uuid; true when s is one. */
-bool snapshot_uuid_valid(const char *s);
 
 #endif
