@@ -117,6 +117,18 @@ static int load_word(void *arg, uint64_t word, uint64_t bits)
 	return 0;
 }
 
+int cbt_list_generations(struct cbt *c, struct store_generation **out,
+			 size_t *n)
+{
+	return store_list_generations(c->s, out, n);
+}
+
+int cbt_get_generation(struct cbt *c, uint64_t gen,
+		       struct store_generation *out)
+{
+	return store_get_generation(c->s, gen, out);
+}
+
 /* Whether generation gen is widened; -ENOENT when its bitmap is gone. */
 static int gen_state(struct cbt *c, uint64_t gen, bool *widened)
 {

@@ -267,7 +267,7 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 	if (!r)
 		r = store_list_events(d->store, EVENTS_SHOWN, &ev, &nev);
 	if (!r)
-		r = store_list_generations(d->store, &gens, &ngens);
+		r = cbt_list_generations(d->cbt, &gens, &ngens);
 	if (r)
 		goto out;
 	fputs("ok\n", out);

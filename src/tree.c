@@ -141,8 +141,7 @@ int tree_getattr(struct tree *t, uint64_t ino, struct stat *st)
 	case TREE_BITMAP: {
 		struct store_generation g;
 
-		if (store_get_generation(t->store, tree_bitmap_generation(ino),
-					 &g))
+		if (cbt_get_generation(t->cbt, tree_bitmap_generation(ino), &g))
 			return -ENOENT;
 		fill_file(t, ino, 0444, cbt_bitmap_bytes(t->cbt), st);
 		st->st_mtim.tv_sec = g.opened_ns / 1000000000;
@@ -215,7 +214,7 @@ int tree_readdir(struct tree *t, uint64_t ino, struct tree_dirent **out,
 			return r;
 	}
 	if (kind == TREE_CBTDIR) {
-		r = store_list_generations(t->store, &gens, &ngens);
+		r = cbt_list_generations(t->cbt, &gens, &ngens);
 		if (r)
 			return r;
 	}
@@ -296,8 +295,7 @@ int tree_xattrs(struct tree *t, uint64_t ino, struct tree_xattr **out,
 		add_xattr(v, &k, "block_size", "%u", cbt_block_size(t->cbt));
 		break;
 	case TREE_BITMAP:
-		r = store_get_generation(t->store, tree_bitmap_generation(ino),
-					 &g);
+		r = cbt_get_generation(t->cbt, tree_bitmap_generation(ino), &g);
 		if (r)
 			break;
 		add_xattr(v, &k, "generation", "%llu",

@@ -105,6 +105,16 @@ ssize_t cbt_read_open(struct cbt *c, uint64_t gen, void *buf, size_t len,
  * closed, in the window a generation change must not slip into. */
 void cbt_set_read_hook(struct cbt *c, void (*fn)(void *arg), void *arg);
 
+/* The generations recorded, oldest first (closed, dropped and the open
+ * one), in a new array of *n to free().  Generations are this module's:
+ * others read them here, not from the store.  0 or -errno. */
+int cbt_list_generations(struct cbt *c, struct store_generation **out,
+			 size_t *n);
+
+/* Generation gen's record.  0, -ENOENT when unknown, or -errno. */
+int cbt_get_generation(struct cbt *c, uint64_t gen,
+		       struct store_generation *out);
+
 /* Deletes closed generation gen's bitmap.  0, -EBUSY (open), -ENOENT. */
 int cbt_drop(struct cbt *c, uint64_t gen);
 
