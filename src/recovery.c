@@ -2,9 +2,10 @@
 /*
  * recovery.c - the checks between runs.
  *
- * Owns two store meta values: `backing_mtime` (the backing's modification
- * time and inode identity, written at a clean stop, erased at mount) and
- * `run_durability` (the durability the last run used).
+ * Owns three store meta values: `backing_mtime` (the backing's
+ * modification time and inode identity, written at a clean stop, erased
+ * at mount), `run_durability` (the durability the last run used) and
+ * `run_boot_id` (the kernel's boot id at mount).
  *
  * - Offline change: if the backing is a regular file and its modification
  *   time differs from the one the last clean stop recorded, someone wrote

@@ -37,11 +37,13 @@ void uring_engine_add_file(struct uring_engine *e, int fd);
 void uring_engine_destroy(struct uring_engine *e);
 
 /*
- * Submits ops[0..n) together on the calling thread's ring and waits for
- * all of them.  Returns 0 when each op moved all of its bytes, else the
- * first error as -errno (-EIO for a read that met end of file); either
- * way no op is still in flight.  Any thread; each thread gets its own
- * ring on first use.
+ * Does ops[0..n) and waits for all of them.  Several ops go together on
+ * the calling thread's ring (made by its first op that needs one); a
+ * single op, and every op on a file in memory (uring_engine_add_file), is
+ * made directly with pread/pwrite-style calls on the calling thread.
+ * Returns 0 when each op moved all of its bytes, else the first error as
+ * -errno (-EIO for a read that met end of file); either way no op is
+ * still in flight.  Any thread.
  */
 int uring_run(struct uring_engine *e, struct io_op *ops, unsigned n);
 
