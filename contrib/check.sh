@@ -123,9 +123,10 @@ package() {
 	rm -rf "$tmp"
 	return "$rc"
 }
-# Hygiene: each library's header only in its module, shellcheck on the
-# scripts.
+# Hygiene: each library's header only in its module, README's source map
+# as the code has it, shellcheck on the scripts.
 stage check-includes make -C build check-includes
+stage check-source-map make -C build -s check-source-map
 stage shellcheck make -C build -s shellcheck
 stage distcheck make -C build distcheck TESTS= >/dev/null
 stage package package
