@@ -82,7 +82,9 @@ ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
 int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence);
 
 /* Waits for every running live write and every queued one, and holds new
- * ones back: the instant of a snapshot.  Pair with cow_resume(). */
+ * ones back: the instant of a snapshot.  Gives back the store slots
+ * promised to queued writes that were all dropped.  Pair with
+ * cow_resume(). */
 void cow_quiesce(struct cow *c);
 void cow_resume(struct cow *c);
 
