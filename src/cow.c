@@ -656,7 +656,8 @@ static bool overlap(const struct behind_entry *a, const struct behind_entry *b)
 static void log_dropped(struct behind_entry *const *v, size_t n, int r)
 {
 	log_error("cow: %zu queued writes from %llu (%zu bytes) dropped: %s; "
-		  "each file open now is told at its next fsync or close",
+		  "the next fsync of each file open now, or of one opened "
+		  "before an fsync reports it, is told, and its close",
 		  n, (unsigned long long)v[0]->off, v[0]->len, strerror(-r));
 }
 
@@ -954,15 +955,15 @@ int cow_fsync(struct cow *c, uint64_t *seen)
 
 	behind_wait(c->behind);
 	r = backing_sync(c->b);
-	e = behind_error(c->behind, seen);
+	e = behind_error_fsync(c->behind, seen);
 	return r ? r : e;
 }
 
-int cow_close_error(struct cow *c, uint64_t *seen, bool wrote)
+int cow_close_error(struct cow *c, const uint64_t *seen, bool wrote)
 {
 	if (wrote)
 		behind_wait(c->behind);
-	return behind_error(c->behind, seen);
+	return behind_error_since(c->behind, *seen);
 }
 
 int cow_write_error(struct cow *c)
