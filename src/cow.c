@@ -914,6 +914,15 @@ static int discard_piece(struct cow *c, uint64_t off, uint64_t len, int mode)
  * (205 s for a 64 GiB live.img).  A snapshot taken meanwhile holds a
  * prefix of the discard, as it would of a writer's writes; the request
  * has not returned, so any prefix keeps the contract's instant.
+ *
+ * So a discard that fails part-way (a preservation that finds no room or
+ * an I/O error, or the punch itself) returns its error with the pieces
+ * before the failing one already punched or zeroed, and they stay so:
+ * live.img holds a prefix of the discard, as after a write that failed
+ * half done.  Every piece was preserved before it was touched, so every
+ * snapshot stays whole.  The failing piece itself may be changed in
+ * part too: fallocate can fail after it punched some of the range, and
+ * write_zeros after some of its writes.
  */
 int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 {

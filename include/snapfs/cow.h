@@ -45,7 +45,8 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
 		       uint64_t off);
 
 /* Punches (zero=false) or zeroes [off, off+len) after preserving it.
- * 0 or -errno. */
+ * 0 or -errno; after an error a prefix of the range may be punched or
+ * zeroed already (every snapshot whole all the same). */
 int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero);
 
 /* Writes what is queued and flushes live data to stable storage, for
