@@ -27,7 +27,9 @@
  *             numbered, and each reader holds a cursor (each open file
  *             of live.img, snapshot create) and is told of a failure
  *             after it once, as the page cache does with write-back
- *             errors (errseq_t);
+ *             errors (errseq_t): a cursor taken while no fsync has
+ *             reported the last failure (it is not "seen") is told of
+ *             it too;
  *   memory    at most BEHIND_RING_BYTES queued; writers wait for room.
  * As with a disk's volatile write cache, what is queued is gone if the
  * daemon is killed before it is written: data that was fsync'd is not.
@@ -79,6 +81,7 @@ struct behind {
 	uint64_t queued; /* entries in the ring (atomic reads) */
 	int err; /* of the last batch that failed */
 	uint64_t err_seq; /* batches that failed */
+	uint64_t err_seen; /* err_seq when an fsync last reported one */
 	uint64_t err_told; /* err_seq when a reader was last told */
 	bool stop;
 	uint32_t pend[PEND_SLOTS];
@@ -310,24 +313,65 @@ void behind_wait(struct behind *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-uint64_t behind_error_mark(struct behind *q)
-{
-	uint64_t seq;
+/*
+ * A cursor is err_seq at the time it was taken or last told, shifted
+ * left by one, with bit 0 set when the last failure then was not yet
+ * seen: errseq_t's sample, which is told of such a failure too.
+ */
+#define CURSOR_UNSEEN 1ull
 
-	pthread_mutex_lock(&q->lock);
-	seq = q->err_seq;
-	pthread_mutex_unlock(&q->lock);
-	return seq;
+static uint64_t cursor_seq(uint64_t cursor)
+{
+	return cursor >> 1;
 }
 
-int behind_error(struct behind *q, uint64_t *seen)
+uint64_t behind_error_mark(struct behind *q)
+{
+	uint64_t cursor;
+
+	pthread_mutex_lock(&q->lock);
+	cursor = q->err_seq << 1 |
+		 (q->err_seen != q->err_seq ? CURSOR_UNSEEN : 0);
+	pthread_mutex_unlock(&q->lock);
+	return cursor;
+}
+
+/* behind_error, and with seen the failure reported counts as seen (the
+ * errseq_t of an fsync). */
+static int error_advance(struct behind *q, uint64_t *cursor, bool seen)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&q->lock);
-	if (*seen != q->err_seq) {
+	if (cursor_seq(*cursor) != q->err_seq || *cursor & CURSOR_UNSEEN) {
 		r = q->err;
-		*seen = q->err_told = q->err_seq;
+		*cursor = q->err_seq << 1;
+		q->err_told = q->err_seq;
+		if (seen)
+			q->err_seen = q->err_seq;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+int behind_error(struct behind *q, uint64_t *cursor)
+{
+	return error_advance(q, cursor, false);
+}
+
+int behind_error_fsync(struct behind *q, uint64_t *cursor)
+{
+	return error_advance(q, cursor, true);
+}
+
+int behind_error_since(struct behind *q, uint64_t cursor)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&q->lock);
+	if (cursor_seq(cursor) != q->err_seq) {
+		r = q->err;
+		q->err_told = q->err_seq;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return r;
@@ -335,7 +379,15 @@ int behind_error(struct behind *q, uint64_t *seen)
 
 int behind_error_untold(struct behind *q)
 {
-	return behind_error(q, &q->err_told);
+	int r = 0;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->err_told != q->err_seq) {
+		r = q->err;
+		q->err_told = q->err_seq;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return r;
 }
 
 int behind_create(struct behind **out, uint32_t chunk_size, size_t batch_chunks,

@@ -25,11 +25,16 @@
  * queued writes touch it; a third bit per chunk holds that promise:
  *   promised   a store slot is reserved for the chunk's preservation.
  *              Set by the queued write that reserved it (atomically, no
- *              lock); taken, under the chunk's stripe lock, by whichever
- *              preservation of the chunk comes first, which uses the slot
- *              or gives it back (the chunk was fresh, or a zero chunk
- *              needs none).  Every queued write's batch looks at each of
- *              its chunks, so no promise outlives the queue.
+ *              lock); taken, under the chunk's stripe lock, by the first
+ *              preservation of the chunk that succeeds, which uses the
+ *              slot or gives it back (a zero chunk needs none), or that
+ *              finds the chunk fresh.  A preservation that fails, queued
+ *              or synchronous, keeps it with its slot: a queued write to
+ *              the chunk was answered and relies on it.  Every queued
+ *              write's batch looks at each of its chunks, so a promise
+ *              outlives the queue only when every write relying on it
+ *              was dropped; the next instant gives those back
+ *              (cow_quiesce).
  *
  * Locking:
  *   instant   a rwlock: every live write holds it shared from its first
@@ -102,6 +107,7 @@ struct cow {
 	struct behind *behind; /* writes waiting for their preservation */
 	unsigned char *room[BEHIND_WORKERS]; /* write-behind chunk buffers */
 	uint64_t instant_seen; /* snapshot create's behind_error cursor */
+	bool stranded; /* a failed preservation kept promises */
 };
 
 static bool bit_test(const uint64_t *m, uint64_t i)
@@ -290,13 +296,73 @@ static size_t chunk_len(const struct cow *c, uint64_t i)
 }
 
 /*
+ * Takes slots for rows[nz[0..nnz)]: first for those without a promise,
+ * then from the promises, so that a shortage spends none of them.  The
+ * rows' data_off set (-1 where none was taken); *spent: promised slots
+ * taken.  0 or -errno (slots taken stay in the rows).
+ */
+static int cow_take_slots(struct cow *c, struct chunk_row *rows,
+			  const size_t *nz, size_t nnz, const bool *kept,
+			  uint64_t *spent)
+{
+	int64_t offs[COW_BATCH_CHUNKS];
+	size_t order[COW_BATCH_CHUNKS];
+	uint64_t none = 0, reserved;
+	size_t nu = 0, np = 0, i;
+	int r = 0;
+
+	for (i = 0; i < nnz; i++)
+		if (!kept[nz[i]])
+			order[nu++] = nz[i];
+	for (i = 0; i < nnz; i++)
+		if (kept[nz[i]])
+			order[nu + np++] = nz[i];
+	for (i = 0; i < nnz; i++)
+		offs[i] = -1;
+	if (nu)
+		r = store_slot_alloc_run(c->s, offs, nu, &none);
+	reserved = np;
+	if (!r && np)
+		r = store_slot_alloc_run(c->s, offs + nu, np, &reserved);
+	*spent = np - reserved;
+	for (i = 0; i < nnz; i++)
+		rows[order[i]].data_off = offs[i];
+	return r;
+}
+
+/*
+ * After a preservation of rows[0..k) failed: its promises stay, but the
+ * slots it took from them were given back to the store with the rest, so
+ * it promises them again.  Where the store has no room left for that
+ * (another change took it meanwhile), the promise goes: a queued write
+ * that relied on it may then find no room.  Stripes held.
+ */
+static void cow_promise_again(struct cow *c, const struct chunk_row *rows,
+			      const bool *kept, size_t k, uint64_t spent)
+{
+	for (size_t i = 0; i < k && spent; i++) {
+		if (!kept[i] || !rows[i].data)
+			continue;
+		spent--;
+		if (store_slot_reserve(c->s, 1)) {
+			bit_test_and_clear(c->promised, rows[i].chunk_idx);
+			log_warn("cow: chunk %llu lost its promised slot",
+				 (unsigned long long)rows[i].chunk_idx);
+		}
+	}
+}
+
+/*
  * Preserves those of chunks[0..n) (ascending) that are still not fresh:
  * reads their live bytes in one batch (into room, n chunks long, or a
- * scratch buffer), takes consecutive free slots for them (a chunk's
- * promised slot where it has one), and hands rows and bytes to the group
- * commit, which writes the bytes, syncs and commits.  Takes the promise
- * of every one of chunks[] it finds promised, fresh or not, used or
- * given back, whether the preservation succeeds or fails.
+ * scratch buffer), takes free slots for them (a chunk's promised slot
+ * where it has one; consecutive, unless some have promises and some not),
+ * and hands rows and bytes to the group commit, which writes the bytes,
+ * syncs and commits.  Of the promises it finds, it takes those of fresh
+ * chunks (giving their slots back), and when it succeeds those it used
+ * or that a zero chunk did not need; when it fails it keeps the others,
+ * with their slots, for the preservation that comes next: a queued
+ * write that was answered relies on them.
  * Caller holds instant shared or is a write-behind worker;
  * n <= COW_BATCH_CHUNKS.
  */
@@ -306,12 +372,11 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	struct stripe_set set;
 	struct io_op ops[COW_BATCH_CHUNKS];
 	struct chunk_row rows[COW_BATCH_CHUNKS];
-	int64_t offs[COW_BATCH_CHUNKS];
 	size_t nz[COW_BATCH_CHUNKS];
 	bool kept[COW_BATCH_CHUNKS]; /* rows[i] holds a promise */
 	unsigned char *buf = NULL;
 	size_t k = 0, nnz = 0, i;
-	uint64_t reserved = 0, spare = 0;
+	uint64_t zeros = 0, spare = 0, spent = 0;
 	int r = 0;
 
 	stripes_of(&set, chunks, n);
@@ -326,7 +391,6 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 			continue;
 		}
 		kept[k] = p;
-		reserved += p;
 		rows[k++] = (struct chunk_row){ .chunk_idx = chunks[i],
 						.seq = c->newest,
 						.data_off = -1 };
@@ -362,12 +426,12 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		if (!is_zero(p, c->cs)) {
 			rows[i].data = p; /* written by the group commit */
 			nz[nnz++] = i;
+		} else {
+			zeros += kept[i]; /* needs no slot */
 		}
 	}
 	if (nnz) /* a batch of zero chunks needs no slot */
-		r = store_slot_alloc_run(c->s, offs, nnz, &reserved);
-	for (i = 0; i < nnz; i++)
-		rows[nz[i]].data_off = offs[i];
+		r = cow_take_slots(c, rows, nz, nnz, kept, &spent);
 	if (!r) {
 		bool with_bits = bits->n && !bits->committed;
 
@@ -392,12 +456,19 @@ static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		bit_set(c->fresh, rows[i].chunk_idx);
 	}
 	__atomic_fetch_add(&c->preserved_count, k, __ATOMIC_RELAXED);
-out:
 	/* Only the promises read above: one made since is another's. */
 	for (i = 0; i < k; i++)
 		if (kept[i])
 			bit_test_and_clear(c->promised, rows[i].chunk_idx);
-	spare += reserved; /* zero chunks', or a failure's */
+	spare += zeros;
+out:
+	if (r && spent)
+		cow_promise_again(c, rows, kept, k, spent);
+	for (i = 0; r && i < k; i++)
+		if (kept[i]) { /* see cow_quiesce */
+			__atomic_store_n(&c->stranded, true, __ATOMIC_RELAXED);
+			break;
+		}
 	if (spare)
 		store_slot_unreserve(c->s, spare);
 	stripes_unlock(c, &set);
@@ -461,16 +532,50 @@ static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len,
 	return r;
 }
 
-/* Gives back the promises of [off, off+len)'s chunks, for a queued
- * write's batch that failed.  Takes the chunks' stripe locks. */
-static void cow_drop_promises(struct cow *c, uint64_t off, uint64_t len)
+/*
+ * Gives back the promises still held at an instant (cow_quiesce): nothing
+ * is queued and no change runs, so none belongs to a write any more; a
+ * preservation that failed kept them for writes that were all dropped.
+ */
+static void cow_drop_stranded(struct cow *c)
 {
-	uint64_t ch, last = (off + len - 1) / c->cs, n = 0;
+	uint64_t n = 0;
 
-	for (ch = off / c->cs; ch <= last; ch++) {
+	if (!__atomic_exchange_n(&c->stranded, false, __ATOMIC_RELAXED))
+		return;
+	for (size_t w = 0; w < words(c->nchunks); w++)
+		n += (uint64_t)__builtin_popcountll(__atomic_exchange_n(
+			&c->promised[w], 0, __ATOMIC_ACQ_REL));
+	if (n) {
+		store_slot_unreserve(c->s, n);
+		log_info(
+			"cow: %llu slots promised to dropped writes given back",
+			(unsigned long long)n);
+	}
+}
+
+/* Chunks a queued write touches at most (chunk_size is 4 KiB or more). */
+#define WRITE_CHUNKS_MAX (BEHIND_MAX_WRITE / 4096 + 1)
+#define MASK_WORDS ((WRITE_CHUNKS_MAX + 63) / 64)
+
+static bool mask_test(const uint64_t *mask, uint64_t i)
+{
+	return mask[i / 64] >> (i % 64) & 1;
+}
+
+/* Gives back the promises a write that could not be queued made, on
+ * chunks first + i of mask (behind_queue fails only on a length checked
+ * before, so none was taken meanwhile).  Takes the chunks' stripe
+ * locks. */
+static void cow_drop_promises(struct cow *c, uint64_t first, uint64_t last,
+			      const uint64_t *mask)
+{
+	uint64_t ch, n = 0;
+
+	for (ch = first; ch <= last; ch++) {
 		pthread_rwlock_t *st = &c->stripes[ch % NSTRIPES];
 
-		if (!bit_test(c->promised, ch))
+		if (!mask_test(mask, ch - first))
 			continue;
 		pthread_rwlock_wrlock(st);
 		n += bit_test_and_clear(c->promised, ch);
@@ -479,9 +584,6 @@ static void cow_drop_promises(struct cow *c, uint64_t off, uint64_t len)
 	if (n)
 		store_slot_unreserve(c->s, n);
 }
-
-/* Chunks a queued write touches at most (chunk_size is 4 KiB or more). */
-#define WRITE_CHUNKS_MAX (BEHIND_MAX_WRITE / 4096 + 1)
 
 /*
  * Queues a write that must preserve chunks first, or that follows a
@@ -500,7 +602,7 @@ static int cow_write_behind(struct cow *c, const void *buf, size_t len,
 			    uint64_t off)
 {
 	uint64_t first = off / c->cs, last = (off + len - 1) / c->cs, i;
-	uint64_t mine[(WRITE_CHUNKS_MAX + 63) / 64] = { 0 };
+	uint64_t mine[MASK_WORDS] = { 0 };
 	uint64_t need = 0, k = 0, twice = 0;
 	int r;
 
@@ -526,13 +628,17 @@ static int cow_write_behind(struct cow *c, const void *buf, size_t len,
 	}
 	/* Before the write is queued, so that its batch takes them. */
 	for (i = first; k && i <= last; i++)
-		if (mine[(i - first) / 64] >> ((i - first) % 64) & 1)
-			twice += bit_test_and_set(c->promised, i);
-	if (twice) /* promised by another writer meanwhile */
+		if (mask_test(mine, i - first) &&
+		    bit_test_and_set(c->promised, i)) {
+			/* promised by another writer meanwhile */
+			mine[(i - first) / 64] &= ~(1ull << ((i - first) % 64));
+			twice++;
+		}
+	if (twice)
 		store_slot_unreserve(c->s, twice);
 	r = behind_queue(c->behind, buf, len, off);
-	if (r)
-		cow_drop_promises(c, off, len);
+	if (r) /* not queued: no batch will take them */
+		cow_drop_promises(c, first, last, mine);
 	return r;
 }
 
@@ -551,7 +657,8 @@ static bool overlap(const struct behind_entry *a, const struct behind_entry *b)
 static void log_dropped(struct behind_entry *const *v, size_t n, int r)
 {
 	log_error("cow: %zu queued writes from %llu (%zu bytes) dropped: %s; "
-		  "each file open now is told at its next fsync or close",
+		  "the next fsync of each file open now, or of one opened "
+		  "before an fsync reports it, is told, and its close",
 		  n, (unsigned long long)v[0]->off, v[0]->len, strerror(-r));
 }
 
@@ -602,8 +709,8 @@ static int cow_batch_prepare(void *arg, unsigned w,
 		r = cow_preserve(c, chunks + i, nc - i < piece ? nc - i : piece,
 				 &none, c->room[w]);
 out:
-	for (i = 0; r && i < n; i++) /* the batch is dropped */
-		cow_drop_promises(c, v[i]->off, v[i]->len);
+	/* A failure keeps the chunks' promises (cow_preserve): a write
+	 * queued later to them, in another batch, relies on them. */
 	free(chunks);
 	if (r)
 		log_dropped(v, n, r);
@@ -808,6 +915,15 @@ static int discard_piece(struct cow *c, uint64_t off, uint64_t len, int mode)
  * (205 s for a 64 GiB live.img).  A snapshot taken meanwhile holds a
  * prefix of the discard, as it would of a writer's writes; the request
  * has not returned, so any prefix keeps the contract's instant.
+ *
+ * So a discard that fails part-way (a preservation that finds no room or
+ * an I/O error, or the punch itself) returns its error with the pieces
+ * before the failing one already punched or zeroed, and they stay so:
+ * live.img holds a prefix of the discard, as after a write that failed
+ * half done.  Every piece was preserved before it was touched, so every
+ * snapshot stays whole.  The failing piece itself may be changed in
+ * part too: fallocate can fail after it punched some of the range, and
+ * write_zeros after some of its writes.
  */
 int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero)
 {
@@ -849,15 +965,15 @@ int cow_fsync(struct cow *c, uint64_t *seen)
 
 	behind_wait(c->behind);
 	r = backing_sync(c->b);
-	e = behind_error(c->behind, seen);
+	e = behind_error_fsync(c->behind, seen);
 	return r ? r : e;
 }
 
-int cow_close_error(struct cow *c, uint64_t *seen, bool wrote)
+int cow_close_error(struct cow *c, const uint64_t *seen, bool wrote)
 {
 	if (wrote)
 		behind_wait(c->behind);
-	return behind_error(c->behind, seen);
+	return behind_error_since(c->behind, *seen);
 }
 
 int cow_write_error(struct cow *c)
@@ -1198,6 +1314,7 @@ void cow_quiesce(struct cow *c)
 {
 	pthread_rwlock_wrlock(&c->instant);
 	behind_wait(c->behind);
+	cow_drop_stranded(c);
 }
 
 void cow_resume(struct cow *c)

@@ -72,22 +72,35 @@ bool behind_idle(struct behind *q);
 /* Waits until every write queued before the call is written or dropped. */
 void behind_wait(struct behind *q);
 
-/* A new reader's error cursor: behind_error with it reports only
- * batches that fail after this call. */
+/*
+ * Error cursors work as the page cache's errseq_t.  A reader (an open
+ * file, snapshot create) holds a cursor, a zeroed one or one taken by
+ * behind_error_mark, and is told once of a batch that failed after it.
+ * Any thread; cursors are read and written under the queue's lock.
+ */
+
+/* A new open file's cursor (errseq_sample): it is told of batches that
+ * fail from now on, and of the last one that failed before if no fsync
+ * has reported that one yet (behind_error_fsync). */
 uint64_t behind_error_mark(struct behind *q);
 
-/*
- * The error of the last batch that failed since cursor *seen was taken
- * (0 if none), and brings *seen up to date: each reader (an open file,
- * snapshot create) sees a failure once, as with write-back errors of the
- * page cache.  Any thread; *seen is read and written under the queue's
- * lock.
- */
-int behind_error(struct behind *q, uint64_t *seen);
+/* The error of the last batch that failed since *cursor (0 if none),
+ * bringing *cursor up to date: each reader is told of a failure once. */
+int behind_error(struct behind *q, uint64_t *cursor);
+
+/* behind_error for an fsync (errseq_check_and_advance): the failure it
+ * reports counts as seen, so that files opened from now on are not told
+ * of it. */
+int behind_error_fsync(struct behind *q, uint64_t *cursor);
+
+/* The error of the last batch that failed after the cursor was taken or
+ * last brought up to date (0 if none), leaving it where it is: a close,
+ * which tells a file open when the batch failed (not one opened later)
+ * and takes nothing from its fsync. */
+int behind_error_since(struct behind *q, uint64_t cursor);
 
 /* The error of the last batch that failed, if no reader was told of it
- * or of a later one by behind_error (0 if none); then they count as
- * told. */
+ * or of a later one (0 if none); then they count as told. */
 int behind_error_untold(struct behind *q);
 
 #endif

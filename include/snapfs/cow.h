@@ -45,7 +45,8 @@ ssize_t cow_write_live(struct cow *c, const void *buf, size_t len,
 		       uint64_t off);
 
 /* Punches (zero=false) or zeroes [off, off+len) after preserving it.
- * 0 or -errno. */
+ * 0 or -errno; after an error a prefix of the range may be punched or
+ * zeroed already (every snapshot whole all the same). */
 int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero);
 
 /* Writes what is queued and flushes live data to stable storage, for
@@ -53,20 +54,31 @@ int cow_discard(struct cow *c, uint64_t off, uint64_t len, bool zero);
  * and no open file or snapshot was told (cow_write_live). */
 int cow_flush(struct cow *c);
 
-/* An error cursor for a file of live.img being opened: with it, cow_fsync
- * and cow_close_error report writes dropped after this call. */
+/* An error cursor for a file of live.img being opened, as the page
+ * cache's errseq_t samples one: with it, cow_fsync and cow_close_error
+ * report writes dropped after this call, and cow_fsync also the last
+ * one dropped before it if no fsync has reported that one yet. */
 uint64_t cow_error_mark(struct cow *c);
 
 /* The fsync of an open file of live.img: writes what is queued and
  * flushes live data to stable storage.  0 or -errno, also when a queued
  * write was dropped since cursor *seen, which is then brought up to date
- * (each open file is told once).  Any thread. */
+ * (each open file is told once) and the drop counts as seen (files
+ * opened from now on are not told of it).  Any thread. */
 int cow_fsync(struct cow *c, uint64_t *seen);
 
-/* The close (FUSE flush) of an open file of live.img with cursor *seen:
- * -errno when a queued write was dropped since *seen (waiting for the
- * queue first when the file was open for writing), once; else 0. */
-int cow_close_error(struct cow *c, uint64_t *seen, bool wrote);
+/*
+ * The close (FUSE flush) of an open file of live.img with cursor *seen:
+ * -errno when a queued write was dropped since *seen, else 0.  The
+ * cursor stays where it is, and the drop does not count as seen: every
+ * close of a descriptor of the file (a child closing the ones it
+ * inherited too) says so until the file's fsync has reported it, and a
+ * later `sync FILE` is still told.  When the file was open for writing
+ * it first waits for every write queued before the call, whichever file
+ * queued it (the queue does not know): up to the ring's 8 MiB of
+ * preservations and writes, as an fsync waits, without the sync.
+ */
+int cow_close_error(struct cow *c, const uint64_t *seen, bool wrote);
 
 /* -errno when a queued write was dropped since the last call (each
  * snapshot asks, after cow_quiesce), else 0. */
@@ -83,7 +95,9 @@ ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
 int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence);
 
 /* Waits for every running live write and every queued one, and holds new
- * ones back: the instant of a snapshot.  Pair with cow_resume(). */
+ * ones back: the instant of a snapshot.  Gives back the store slots
+ * promised to queued writes that were all dropped.  Pair with
+ * cow_resume(). */
 void cow_quiesce(struct cow *c);
 void cow_resume(struct cow *c);
 

@@ -2,10 +2,12 @@
 /*
  * The copy-on-write chain with its write-behind workers held: linked
  * with -Wl,--wrap=store_slot_alloc_run, so that a worker that is about
- * to take slots for a batch waits until the test lets it go, and
- * queued writes stay queued while the test looks; and with
- * -Wl,--wrap=fstatvfs64, so that a test can say how much room the file
- * system under the store has.
+ * to take slots for a batch waits until the test lets it go (one at a
+ * time if it likes, or failing), and queued writes stay queued while the
+ * test looks; with -Wl,--wrap=behind_queue, so that a writer that has
+ * promised its chunks a slot waits before it takes its place in the
+ * queue; and with -Wl,--wrap=fstatvfs64, so that a test can say how much
+ * room the file system under the store has.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -13,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+
+#include "snapfs/behind.h"
+#include "snapfs/fault.h"
 
 #include "fixture.h"
 
@@ -24,6 +29,11 @@ static struct {
 	pthread_cond_t cond;
 	bool hold;
 	pthread_t tester; /* never held: its own preservations go on */
+	unsigned arrived; /* held workers that reached the gate, ever */
+	unsigned pass; /* held workers let through while hold stays */
+	int fail_next; /* the next one let through fails with it */
+	bool hold_queue; /* writers wait before they are queued */
+	unsigned queue_arrived; /* writers that waited there, ever */
 	bool fake_fs;
 	uint64_t fs_free; /* with fake_fs: the free bytes reported */
 } gate = { .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -33,17 +43,55 @@ int __real_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
 				uint64_t *reserved);
 int __wrap_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
 				uint64_t *reserved);
+int __real_behind_queue(struct behind *q, const void *buf, size_t len,
+			uint64_t off);
+int __wrap_behind_queue(struct behind *q, const void *buf, size_t len,
+			uint64_t off);
 int __real_fstatvfs64(int fd, struct statvfs *sv);
 int __wrap_fstatvfs64(int fd, struct statvfs *sv);
+
+static bool is_tester(void)
+{
+	return pthread_equal(pthread_self(), gate.tester);
+}
 
 int __wrap_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
 				uint64_t *reserved)
 {
+	int fail = 0;
+
 	pthread_mutex_lock(&gate.lock);
-	while (gate.hold && !pthread_equal(pthread_self(), gate.tester))
-		pthread_cond_wait(&gate.cond, &gate.lock);
+	if (gate.hold && !is_tester()) {
+		gate.arrived++;
+		pthread_cond_broadcast(&gate.cond);
+		while (gate.hold && !gate.pass)
+			pthread_cond_wait(&gate.cond, &gate.lock);
+		if (gate.hold)
+			gate.pass--;
+		fail = gate.fail_next;
+		gate.fail_next = 0;
+	}
 	pthread_mutex_unlock(&gate.lock);
+	if (fail) { /* as the store fails: nothing taken */
+		for (size_t i = 0; i < n; i++)
+			offs[i] = -1;
+		return fail;
+	}
 	return __real_store_slot_alloc_run(s, offs, n, reserved);
+}
+
+int __wrap_behind_queue(struct behind *q, const void *buf, size_t len,
+			uint64_t off)
+{
+	pthread_mutex_lock(&gate.lock);
+	if (gate.hold_queue && !is_tester()) {
+		gate.queue_arrived++;
+		pthread_cond_broadcast(&gate.cond);
+		while (gate.hold_queue)
+			pthread_cond_wait(&gate.cond, &gate.lock);
+	}
+	pthread_mutex_unlock(&gate.lock);
+	return __real_behind_queue(q, buf, len, off);
 }
 
 int __wrap_fstatvfs64(int fd, struct statvfs *sv)
@@ -73,10 +121,55 @@ static void release_workers(void)
 	pthread_mutex_unlock(&gate.lock);
 }
 
+/* Waits until n held workers have reached the gate, ever. */
+static void wait_arrived(unsigned n)
+{
+	pthread_mutex_lock(&gate.lock);
+	while (gate.arrived < n)
+		pthread_cond_wait(&gate.cond, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+/* Lets one held worker through, failing its slots with err (0: not). */
+static void pass_one(int err)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.fail_next = err;
+	gate.pass++;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+static void hold_queue(void)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.tester = pthread_self();
+	gate.hold_queue = true;
+	pthread_mutex_unlock(&gate.lock);
+}
+
+static void release_queue(void)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.hold_queue = false;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+/* Waits until n writers have waited before their place in the queue. */
+static void wait_queue_arrived(unsigned n)
+{
+	pthread_mutex_lock(&gate.lock);
+	while (gate.queue_arrived < n)
+		pthread_cond_wait(&gate.cond, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+}
+
 static struct chain ch;
 
 static void fini(void)
 {
+	release_queue();
 	release_workers();
 	gate.fake_fs = false;
 	chain_fini(&ch);
@@ -195,4 +288,195 @@ Test(cow_held, no_promise_outlives_the_queue)
 	cr_assert_eq(store_slot_reserve(ch.s, 1), -ENOSPC);
 	store_slot_unreserve(ch.s, 4);
 	free(buf);
+}
+
+/* A 4 KiB write on a thread of its own. */
+struct writer {
+	uint64_t off;
+	unsigned char buf[4096];
+	ssize_t n;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	w->n = cow_write_live(ch.c, w->buf, sizeof(w->buf), w->off);
+	return NULL;
+}
+
+/* Checks, once the queue is written, that live reads model and the
+ * snapshot s1 reads v0. */
+static void check_image(const unsigned char *model, int64_t s1,
+			const unsigned char *v0)
+{
+	unsigned char *got = chain_read_all(&ch, 0);
+
+	cr_assert_eq(memcmp(got, model, IMG), 0, "a write did not land");
+	free(got);
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(got, v0, IMG), 0, "the snapshot changed");
+	free(got);
+}
+
+/*
+ * A synchronous preservation that fails keeps the promises it found, and
+ * their slots: they belong to queued writes that were answered.  With
+ * room for one chunk: W queues a write to chunk 0 and promises it the
+ * slot, and waits before it is queued; meanwhile S, a write to chunks 0
+ * and 1 that cannot reserve for chunk 1, sees nothing queued, preserves
+ * synchronously, takes chunk 0's promise and finds no room for chunk 1;
+ * then another writer comes for the room.  W's write must land.
+ */
+Test(cow_held, a_failed_synchronous_preservation_keeps_a_queued_writes_promise)
+{
+	unsigned char *v0, *model, big[8192], buf[4096];
+	struct writer w = { .off = 4096 };
+	struct snapshot s;
+	pthread_t t;
+	ssize_t n;
+	int r;
+
+	start();
+	v0 = chain_read_all(&ch, 0);
+	model = chain_read_all(&ch, 0);
+	cr_assert_eq(snapshots_create(ch.ss, &s), 0);
+	store_set_limit(ch.s, CS);
+	hold_workers();
+	hold_queue();
+	fill_pattern(w.buf, sizeof(w.buf), 7);
+	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	wait_queue_arrived(1); /* chunk 0 promised, W not queued yet */
+	fill_pattern(big, sizeof(big), 8);
+	n = cow_write_live(ch.c, big, sizeof(big), CS - 4096);
+	cr_assert_eq(n, -ENOSPC, "S gave %zd", n);
+	fill_pattern(buf, sizeof(buf), 9);
+	n = cow_write_live(ch.c, buf, sizeof(buf), 5 * CS);
+	if (n == (ssize_t)sizeof(buf))
+		memcpy(model + 5 * CS, buf, sizeof(buf));
+	else
+		cr_assert_eq(n, -ENOSPC, "the other writer gave %zd", n);
+	release_queue();
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(w.n, (ssize_t)sizeof(w.buf), "W gave %zd", w.n);
+	memcpy(model + w.off, w.buf, sizeof(w.buf));
+	release_workers();
+	r = cow_flush(ch.c);
+	cr_assert_eq(r, 0, "W's answered write was dropped: %d (%s)", r,
+		     strerror(-r));
+	check_image(model, s.seq, v0);
+	free(model);
+	free(v0);
+}
+
+/*
+ * A queued batch that fails keeps the promises of its chunks: a write
+ * queued later to the same chunk, in another batch, relies on them.
+ * With room for one chunk: E1 and then E2 write chunk 0 (E2 promises
+ * nothing: the chunk is promised); E1's batch takes no slot (the store
+ * fails, EIO) while E2's batch waits for the chunk; then another writer
+ * comes for the room.  E1 is dropped, E2 must land.
+ */
+Test(cow_held, a_failed_batch_keeps_the_promises_later_batches_rely_on)
+{
+	unsigned char *v0, *model, buf[4096];
+	struct snapshot s;
+	bool took;
+	int r;
+
+	start();
+	v0 = chain_read_all(&ch, 0);
+	model = chain_read_all(&ch, 0);
+	cr_assert_eq(snapshots_create(ch.ss, &s), 0);
+	store_set_limit(ch.s, CS);
+	hold_workers();
+	fill_pattern(buf, sizeof(buf), 11);
+	cr_assert_eq(cow_write_live(ch.c, buf, sizeof(buf), 0),
+		     (ssize_t)sizeof(buf));
+	wait_arrived(1); /* E1's batch, chunk 0's stripe held */
+	fill_pattern(buf, sizeof(buf), 12);
+	cr_assert_eq(cow_write_live(ch.c, buf, sizeof(buf), 8192),
+		     (ssize_t)sizeof(buf));
+	memcpy(model + 8192, buf, sizeof(buf));
+	pass_one(-EIO);
+	wait_arrived(2); /* E1's batch failed; E2's is at the gate */
+	took = store_slot_reserve(ch.s, 1) == 0;
+	release_workers();
+	r = cow_flush(ch.c);
+	cr_assert_eq(r, -EIO, "the flush gave %d (%s), not E1's EIO", r,
+		     strerror(-r));
+	check_image(model, s.seq, v0);
+	cr_assert_not(took, "another writer had the room promised to E2");
+	free(model);
+	free(v0);
+}
+
+/*
+ * The same when E1's batch fails after it took its slot from the promise:
+ * its commit fails (fault data.sync), the slot goes back to the store,
+ * and the promise must get its slot back.
+ */
+Test(cow_held, a_failed_commit_keeps_the_promises_later_batches_rely_on)
+{
+#ifdef SNAPFS_FAULT_INJECTION
+	unsigned char *v0, *model, buf[4096];
+	struct snapshot s;
+	bool took;
+	int r;
+
+	start();
+	v0 = chain_read_all(&ch, 0);
+	model = chain_read_all(&ch, 0);
+	cr_assert_eq(snapshots_create(ch.ss, &s), 0);
+	store_set_limit(ch.s, CS);
+	cr_assert_eq(setenv("SNAPFS_FAULT", "data.sync:1:EIO", 1), 0);
+	cr_assert_eq(fault_init(), 0); /* the next commit with copies */
+	hold_workers();
+	fill_pattern(buf, sizeof(buf), 11);
+	cr_assert_eq(cow_write_live(ch.c, buf, sizeof(buf), 0),
+		     (ssize_t)sizeof(buf));
+	wait_arrived(1);
+	fill_pattern(buf, sizeof(buf), 12);
+	cr_assert_eq(cow_write_live(ch.c, buf, sizeof(buf), 8192),
+		     (ssize_t)sizeof(buf));
+	memcpy(model + 8192, buf, sizeof(buf));
+	pass_one(0);
+	wait_arrived(2); /* E1's commit failed; E2's batch is at the gate */
+	took = store_slot_reserve(ch.s, 1) == 0;
+	release_workers();
+	r = cow_flush(ch.c);
+	cr_assert_eq(r, -EIO, "the flush gave %d (%s), not E1's EIO", r,
+		     strerror(-r));
+	check_image(model, s.seq, v0);
+	cr_assert_not(took, "another writer had the room promised to E2");
+	free(model);
+	free(v0);
+#else
+	cr_skip_test("built without --enable-fault-injection");
+#endif
+}
+
+/* A promise whose queued writes were all dropped is given back at the
+ * next instant, when nothing is queued that could use it. */
+Test(cow_held, a_promise_nobody_can_use_is_given_back_at_the_next_instant)
+{
+	unsigned char buf[4096];
+	struct snapshot s;
+
+	start();
+	cr_assert_eq(snapshots_create(ch.ss, &s), 0);
+	store_set_limit(ch.s, CS);
+	hold_workers();
+	fill_pattern(buf, sizeof(buf), 13);
+	cr_assert_eq(cow_write_live(ch.c, buf, sizeof(buf), 0),
+		     (ssize_t)sizeof(buf));
+	wait_arrived(1);
+	pass_one(-EIO);
+	cr_assert_eq(cow_flush(ch.c), -EIO);
+	release_workers();
+	cr_assert_eq(snapshots_create(ch.ss, &s), -EIO, "told of the drop");
+	cr_assert_eq(snapshots_create(ch.ss, &s), 0);
+	cr_assert_eq(store_slot_reserve(ch.s, 1), 0,
+		     "the room is still promised to a dropped write");
+	store_slot_unreserve(ch.s, 1);
 }
