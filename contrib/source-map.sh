@@ -1,8 +1,8 @@
 #!/bin/bash
 # The module graph from the real #include lines: one line a module of
-# src/ (the src/store*.c files are one module, "store"), then what it
-# includes: other modules, the small shared headers of src/, and the one
-# third-party library it owns.  README.md's "Source map" shows this
+# src/ (the src/store*.c files are one module, "store", and the src/cow*.c
+# files "cow"), then what it includes: other modules, the small shared
+# headers of src/, and the one third-party library it owns.  README.md's "Source map" shows this
 # output between its markers; `make check-source-map` fails when they
 # differ, or when a module is missing from README's table.
 #
@@ -21,7 +21,7 @@ module() { # FILE: its module name
 	local m
 	m=$(basename "$1")
 	m=${m%.[ch]}
-	case $m in store_int | store_*) m=store ;; esac
+	case $m in store_int | store_*) m=store ;; cow_int | cow_*) m=cow ;; esac
 	echo "$m"
 }
 
@@ -34,7 +34,7 @@ graph() {
 			s/^#include <liburing\.h>.*/liburing/p
 			s/^#include <fuse_lowlevel\.h>.*/libfuse/p' "$f" |
 			while read -r d; do
-				case $d in store_int) d=store ;; config) continue ;; esac
+				case $d in store_int) d=store ;; cow_int) d=cow ;; config) continue ;; esac
 				[ "$d" = "$m" ] || printf '%s %s\n' "$m" "$d"
 			done
 		printf '%s\n' "$m" # a module that includes nothing of ours

@@ -19,7 +19,8 @@
  *
  * A write that must preserve first is queued instead (behind.c) and
  * answered; the queue's workers preserve and write it in order
- * (cow_batch_prepare, cow_batch_write).  Its answer promises that the
+ * (cow_behind.c).  Snapshot reads and seeks are in cow_read.c; the three
+ * files share cow_int.h.  Its answer promises that the
  * preservation will find room, so a queued write first reserves a store
  * slot for each chunk it must preserve, once per chunk however many
  * queued writes touch it; a third bit per chunk holds that promise:
@@ -58,9 +59,8 @@
  * read with acquire loads.
  *
  * Not here: which snapshots exist (snapshot.c), where bytes live on disk
- * (store.c), how I/O is issued (uring.c).
+ * (store*.c), how I/O is issued (uring.c).
  */
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -79,127 +79,11 @@
 #include "snapfs/scratch.h"
 #include "snapfs/store.h"
 #include "snapfs/uring.h"
+#include "cow_int.h"
 
-#define NSTRIPES 1024
 #define ZERO_WRITE_LEN (1u << 20)
 /* A discard takes the instant lock for this much at a time (cow_discard). */
 #define DISCARD_PIECE (64ull << 20)
-
-struct cow {
-	struct backing *b;
-	struct store *s;
-	struct uring_engine *io;
-	struct cbt *cbt;
-	uint64_t size;
-	uint32_t cs;
-	uint64_t nchunks;
-	uint64_t *fresh;
-	uint64_t *preserved;
-	uint64_t *promised;
-	int64_t newest; /* changes only with instant held exclusive */
-	int (*make_room)(void *arg); /* on_full=drop-oldest, else NULL */
-	void *make_room_arg;
-	pthread_mutex_t room_lock; /* one make_room at a time */
-	uint64_t room_epoch; /* make_room calls that made room */
-	pthread_rwlock_t instant;
-	pthread_rwlock_t stripes[NSTRIPES];
-	uint64_t preserved_count;
-	struct behind *behind; /* writes waiting for their preservation */
-	unsigned char *room[BEHIND_WORKERS]; /* write-behind chunk buffers */
-	uint64_t instant_seen; /* snapshot create's behind_error cursor */
-	bool stranded; /* a failed preservation kept promises */
-};
-
-static bool bit_test(const uint64_t *m, uint64_t i)
-{
-	return (__atomic_load_n(&m[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
-}
-
-static void bit_set(uint64_t *m, uint64_t i)
-{
-	__atomic_fetch_or(&m[i / 64], 1ull << (i % 64), __ATOMIC_RELEASE);
-}
-
-/* Sets bit i; true when it was set already. */
-static bool bit_test_and_set(uint64_t *m, uint64_t i)
-{
-	uint64_t b = 1ull << (i % 64);
-
-	return __atomic_fetch_or(&m[i / 64], b, __ATOMIC_ACQ_REL) & b;
-}
-
-/* Clears bit i; true when it was set. */
-static bool bit_test_and_clear(uint64_t *m, uint64_t i)
-{
-	uint64_t b = 1ull << (i % 64);
-
-	return __atomic_fetch_and(&m[i / 64], ~b, __ATOMIC_ACQ_REL) & b;
-}
-
-static size_t words(uint64_t nbits)
-{
-	return (size_t)((nbits + 63) / 64);
-}
-
-/* The stripes of chunks[0..n), as a set. */
-struct stripe_set {
-	uint64_t bits[NSTRIPES / 64];
-};
-
-static void stripes_of(struct stripe_set *set, const uint64_t *chunks, size_t n)
-{
-	memset(set, 0, sizeof(*set));
-	for (size_t i = 0; i < n; i++) {
-		unsigned st = (unsigned)(chunks[i] % NSTRIPES);
-
-		set->bits[st / 64] |= 1ull << (st % 64);
-	}
-}
-
-static void stripes_lock(struct cow *c, const struct stripe_set *set,
-			 bool exclusive)
-{
-	for (unsigned st = 0; st < NSTRIPES; st++)
-		if (set->bits[st / 64] >> (st % 64) & 1) {
-			if (exclusive)
-				pthread_rwlock_wrlock(&c->stripes[st]);
-			else
-				pthread_rwlock_rdlock(&c->stripes[st]);
-		}
-}
-
-static void stripes_unlock(struct cow *c, const struct stripe_set *set)
-{
-	for (unsigned st = NSTRIPES; st-- > 0;)
-		if (set->bits[st / 64] >> (st % 64) & 1)
-			pthread_rwlock_unlock(&c->stripes[st]);
-}
-
-static int cow_batch_prepare(void *arg, unsigned w,
-			     struct behind_entry *const *v, size_t n);
-static int cow_batch_write(void *arg, struct behind_entry *const *v, size_t n);
-static const struct behind_ops cow_behind_ops = {
-	.prepare = cow_batch_prepare,
-	.write = cow_batch_write,
-};
-
-/*
- * Chunks a write-behind batch preserves at most: 2 MiB of old bytes, one
- * group commit.  Small batches keep one worker's commit and the other's
- * reads and writes overlapping (on tmpfs at queue depth 1, 1 MiB against
- * 3 and 8 MiB: first touch 0.9 against 0.6 and 0.5 of a plain 4 KiB
- * write, side by side); on disk each commit costs two flushes, which
- * larger batches share (4 KiB random writes at queue depth 16, first
- * touch, 4 GiB image, in turn: 2 MiB 4753 3108 4825 IOPS against 1 MiB
- * 3554 2721 2610; tmpfs and queue depth 1 unchanged).  A batch's stripe
- * locks stay under ThreadSanitizer's 64 per thread.
- */
-static size_t behind_batch_chunks(const struct cow *c)
-{
-	size_t n = (2u << 20) / c->cs;
-
-	return n > COW_BATCH_CHUNKS ? COW_BATCH_CHUNKS : n ? n : 1;
-}
 
 static int load_chunk(void *arg, uint64_t chunk_idx, int64_t max_seq)
 {
@@ -249,7 +133,7 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	uring_engine_add_file(io, store_data_fd(s));
 	r = store_for_each_chunk(s, load_chunk, c);
 	if (!r)
-		r = behind_create(&c->behind, c->cs, behind_batch_chunks(c),
+		r = behind_create(&c->behind, c->cs, cow_batch_chunks(c),
 				  &cow_behind_ops, c);
 	if (r) {
 		cow_destroy(c);
@@ -366,8 +250,8 @@ static void cow_promise_again(struct cow *c, const struct chunk_row *rows,
  * Caller holds instant shared or is a write-behind worker;
  * n <= COW_BATCH_CHUNKS.
  */
-static int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
-			struct cbt_pending *bits, unsigned char *room)
+int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
+		 struct cbt_pending *bits, unsigned char *room)
 {
 	struct stripe_set set;
 	struct io_op ops[COW_BATCH_CHUNKS];
@@ -510,8 +394,7 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
  * bits, in one commit where both are needed.  Caller holds instant
  * shared.
  */
-static int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len,
-			      bool preserve)
+int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len, bool preserve)
 {
 	struct cbt_pending p;
 	int r;
@@ -552,207 +435,6 @@ static void cow_drop_stranded(struct cow *c)
 			"cow: %llu slots promised to dropped writes given back",
 			(unsigned long long)n);
 	}
-}
-
-/* Chunks a queued write touches at most (chunk_size is 4 KiB or more). */
-#define WRITE_CHUNKS_MAX (BEHIND_MAX_WRITE / 4096 + 1)
-#define MASK_WORDS ((WRITE_CHUNKS_MAX + 63) / 64)
-
-static bool mask_test(const uint64_t *mask, uint64_t i)
-{
-	return mask[i / 64] >> (i % 64) & 1;
-}
-
-/* Gives back the promises a write that could not be queued made, on
- * chunks first + i of mask (behind_queue fails only on a length checked
- * before, so none was taken meanwhile).  Takes the chunks' stripe
- * locks. */
-static void cow_drop_promises(struct cow *c, uint64_t first, uint64_t last,
-			      const uint64_t *mask)
-{
-	uint64_t ch, n = 0;
-
-	for (ch = first; ch <= last; ch++) {
-		pthread_rwlock_t *st = &c->stripes[ch % NSTRIPES];
-
-		if (!mask_test(mask, ch - first))
-			continue;
-		pthread_rwlock_wrlock(st);
-		n += bit_test_and_clear(c->promised, ch);
-		pthread_rwlock_unlock(st);
-	}
-	if (n)
-		store_slot_unreserve(c->s, n);
-}
-
-/*
- * Queues a write that must preserve chunks first, or that follows a
- * queued write to the same chunks (behind.c), once its changed blocks
- * are recorded and a store slot is promised to each chunk it must
- * preserve that has none yet.  0 when queued: the write is answered and
- * the worker finishes it (cow_batch_prepare, cow_batch_write).
- * WRITE_DIRECT when nothing is to be preserved or waited for: the caller
- * records the bits and writes.  WRITE_SYNC when the caller must preserve
- * first itself (no room promised: the synchronous path makes room or
- * fails the write).  Or -errno.  Caller holds instant shared.
- */
-enum { WRITE_DIRECT = 1, WRITE_SYNC };
-
-static int cow_write_behind(struct cow *c, const void *buf, size_t len,
-			    uint64_t off)
-{
-	uint64_t first = off / c->cs, last = (off + len - 1) / c->cs, i;
-	uint64_t mine[MASK_WORDS] = { 0 };
-	uint64_t need = 0, k = 0, twice = 0;
-	int r;
-
-	if (c->newest)
-		for (i = first; i <= last; i++)
-			need += !bit_test(c->fresh, i);
-	if (!need && !behind_maybe_queued(c->behind, off, len))
-		return WRITE_DIRECT;
-	if (len > BEHIND_MAX_WRITE)
-		return WRITE_SYNC;
-	assert(last - first < WRITE_CHUNKS_MAX);
-	for (i = first; need && i <= last; i++)
-		if (!bit_test(c->fresh, i) && !bit_test(c->promised, i)) {
-			mine[(i - first) / 64] |= 1ull << ((i - first) % 64);
-			k++;
-		}
-	if (k && store_slot_reserve(c->s, k))
-		return WRITE_SYNC;
-	r = cow_prepare_change(c, off, len, false);
-	if (r) {
-		store_slot_unreserve(c->s, k);
-		return r;
-	}
-	/* Before the write is queued, so that its batch takes them. */
-	for (i = first; k && i <= last; i++)
-		if (mask_test(mine, i - first) &&
-		    bit_test_and_set(c->promised, i)) {
-			/* promised by another writer meanwhile */
-			mine[(i - first) / 64] &= ~(1ull << ((i - first) % 64));
-			twice++;
-		}
-	if (twice)
-		store_slot_unreserve(c->s, twice);
-	r = behind_queue(c->behind, buf, len, off);
-	if (r) /* not queued: no batch will take them */
-		cow_drop_promises(c, first, last, mine);
-	return r;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static bool overlap(const struct behind_entry *a, const struct behind_entry *b)
-{
-	return a->off < b->off + b->len && b->off < a->off + a->len;
-}
-
-static void log_dropped(struct behind_entry *const *v, size_t n, int r)
-{
-	log_error("cow: %zu queued writes from %llu (%zu bytes) dropped: %s; "
-		  "the next fsync of each file open now, or of one opened "
-		  "before an fsync reports it, is told, and its close",
-		  n, (unsigned long long)v[0]->off, v[0]->len, strerror(-r));
-}
-
-/*
- * Prepares a write-behind batch, v[0..n) in the order they were queued,
- * on worker w: preserves every chunk they touch that is not fresh, a
- * commit per behind_batch_chunks chunks, with the slots promised to the
- * chunks when the writes were queued; gives back the promises of chunks
- * that need none any more, and, when it fails, of every chunk it
- * touches.  Runs alongside the other worker's batch (the stripe
- * locks keep one chunk from being preserved twice) and only while no
- * snapshot is being taken (cow_quiesce waits for the queue), so newest
- * is that of the writes' instant.
- */
-static int cow_batch_prepare(void *arg, unsigned w,
-			     struct behind_entry *const *v, size_t n)
-{
-	struct cow *c = arg;
-	struct cbt_pending none = { 0 };
-	uint64_t *chunks = NULL, ch;
-	size_t nc = 0, total = 0, i, j, piece = behind_batch_chunks(c);
-	int r = 0;
-
-	/* Kept for good: fresh pages for every batch cost more than the
-	 * copies themselves. */
-	if (!c->room[w])
-		c->room[w] = aligned_alloc(4096, piece * c->cs);
-	for (i = 0; i < n; i++)
-		total += (v[i]->off + v[i]->len - 1) / c->cs -
-			 v[i]->off / c->cs + 1;
-	chunks = malloc(total * sizeof(*chunks));
-	if (!chunks || !c->room[w]) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < n && c->newest; i++)
-		for (ch = v[i]->off / c->cs;
-		     ch <= (v[i]->off + v[i]->len - 1) / c->cs; ch++)
-			if (!bit_test(c->fresh, ch) ||
-			    bit_test(c->promised, ch))
-				chunks[nc++] = ch;
-	qsort(chunks, nc, sizeof(*chunks), cmp_u64);
-	for (i = j = 0; i < nc; i++)
-		if (!j || chunks[i] != chunks[j - 1])
-			chunks[j++] = chunks[i];
-	nc = j;
-	for (i = 0; i < nc && !r; i += piece)
-		r = cow_preserve(c, chunks + i, nc - i < piece ? nc - i : piece,
-				 &none, c->room[w]);
-out:
-	/* A failure keeps the chunks' promises (cow_preserve): a write
-	 * queued later to them, in another batch, relies on them. */
-	free(chunks);
-	if (r)
-		log_dropped(v, n, r);
-	return r == -ENOSPC || r == -ENOMEM ? r : r ? -EIO : 0;
-}
-
-/*
- * Writes a prepared batch to the backing, once every earlier batch is
- * written: one io_uring batch as long as no entry overlaps an earlier
- * one of it.
- */
-static int cow_batch_write(void *arg, struct behind_entry *const *v, size_t n)
-{
-	struct cow *c = arg;
-	struct io_op *ops = malloc(n * sizeof(*ops));
-	size_t i, j, g;
-	int r = 0;
-
-	if (!ops) {
-		log_dropped(v, n, -ENOMEM);
-		return -ENOMEM;
-	}
-	for (i = g = 0; i < n && !r; i++) {
-		for (j = g; j < i && !overlap(v[j], v[i]); j++)
-			;
-		if (j < i) { /* the earlier one must land first */
-			r = uring_run(c->io, ops + g, (unsigned)(i - g));
-			g = i;
-		}
-		ops[i] = (struct io_op){ .fd = c->b->fd,
-					 .write = true,
-					 .buf = (void *)v[i]->data,
-					 .len = v[i]->len,
-					 .off = v[i]->off,
-					 .fault = "backing.write" };
-	}
-	if (!r)
-		r = uring_run(c->io, ops + g, (unsigned)(n - g));
-	free(ops);
-	if (r)
-		log_dropped(v, n, r);
-	return r ? -EIO : 0;
 }
 
 /*
@@ -810,14 +492,6 @@ static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
 			return -ENOSPC;
 		}
 	}
-}
-
-/* Clips [off, off+len) to the image; returns the new length. */
-static size_t clip(const struct cow *c, size_t len, uint64_t off)
-{
-	if (off >= c->size)
-		return 0;
-	return len > c->size - off ? (size_t)(c->size - off) : len;
 }
 
 ssize_t cow_read_live(struct cow *c, void *buf, size_t len, uint64_t off)
@@ -979,335 +653,6 @@ int cow_close_error(struct cow *c, const uint64_t *seen, bool wrote)
 int cow_write_error(struct cow *c)
 {
 	return behind_error(c->behind, &c->instant_seen);
-}
-
-/* Reads and verifies one preserved copy into dst (whole chunk). */
-static int check_copy(struct cow *c, const struct chunk_row *row,
-		      const unsigned char *chunk)
-{
-	if (crc32c(chunk, c->cs) == row->crc)
-		return 0;
-	log_error("cow: checksum mismatch in chunk %llu (copy of snapshot "
-		  "seq %lld at data offset %lld)",
-		  (unsigned long long)row->chunk_idx, (long long)row->seq,
-		  (long long)row->data_off);
-	store_add_event(c->s, "checksum",
-			"preserved chunk %llu at data offset %lld failed its "
-			"checksum",
-			(unsigned long long)row->chunk_idx,
-			(long long)row->data_off);
-	return -EIO;
-}
-
-/*
- * One window of a snapshot read: chunks first..last, all locked.  Runs of
- * chunks read from the backing become one read; a preserved copy lands
- * straight in buf when the request covers its whole chunk, else (the
- * window's first and last chunk only) in scratch, and is checked before
- * its bytes are used.
- */
-static int read_snapshot_window(struct cow *c, int64_t seq, unsigned char *buf,
-				uint64_t off, uint64_t end, uint64_t first,
-				uint64_t last)
-{
-	struct io_op ops[COW_BATCH_CHUNKS];
-	struct chunk_row found[COW_BATCH_CHUNKS];
-	struct chunk_row rows[COW_BATCH_CHUNKS];
-	unsigned char *dst[COW_BATCH_CHUNKS];
-	unsigned char *tmp = NULL;
-	size_t nops = 0, ncopies = 0, ntmp = 0, i;
-	bool any = false;
-	uint64_t ch;
-	int r = 0;
-
-	for (ch = first; ch <= last && !any; ch++)
-		any = bit_test(c->preserved, ch);
-	if (any) {
-		r = store_find_copies(c->s, first, last, seq, found);
-		if (r)
-			return r;
-	}
-	for (ch = first; ch <= last; ch++) {
-		const struct chunk_row *row = &found[ch - first];
-		uint64_t cstart = ch * c->cs;
-		uint64_t a = cstart > off ? cstart : off;
-		uint64_t e = cstart + c->cs < end ? cstart + c->cs : end;
-		struct io_op *prev = nops ? &ops[nops - 1] : NULL;
-
-		if (!any || row->seq < 0) {
-			/* from the backing, one read per run */
-			if (prev && prev->fd == c->b->fd &&
-			    prev->off + prev->len == a) {
-				prev->len += (size_t)(e - a);
-				continue;
-			}
-			ops[nops++] = (struct io_op){ .fd = c->b->fd,
-						      .buf = buf + (a - off),
-						      .len = (size_t)(e - a),
-						      .off = a,
-						      .fault = "backing.read" };
-			continue;
-		}
-		if (row->data_off < 0) {
-			memset(buf + (a - off), 0, (size_t)(e - a));
-			continue;
-		}
-		rows[ncopies] = *row;
-		if (a == cstart && e - a == c->cs) {
-			dst[ncopies] = buf + (a - off);
-			/* copies in consecutive slots: one read */
-			if (prev && prev->fd == store_data_fd(c->s) &&
-			    (unsigned char *)prev->buf + prev->len ==
-				    dst[ncopies] &&
-			    prev->off + prev->len == (uint64_t)row->data_off) {
-				prev->len += c->cs;
-				ncopies++;
-				continue;
-			}
-		} else {
-			if (!tmp)
-				tmp = scratch_get(SCRATCH_CHUNKS, 2 * c->cs);
-			if (!tmp) {
-				r = -ENOMEM;
-				goto out;
-			}
-			dst[ncopies] = tmp + ntmp++ * c->cs;
-		}
-		ops[nops++] = (struct io_op){ .fd = store_data_fd(c->s),
-					      .buf = dst[ncopies],
-					      .len = c->cs,
-					      .off = (uint64_t)row->data_off,
-					      .fault = "data.read" };
-		ncopies++;
-	}
-	r = uring_run(c->io, ops, (unsigned)nops);
-	for (i = 0; i < ncopies && !r; i++) {
-		uint64_t cstart = rows[i].chunk_idx * c->cs;
-		uint64_t a = cstart > off ? cstart : off;
-		uint64_t e = cstart + c->cs < end ? cstart + c->cs : end;
-
-		r = check_copy(c, &rows[i], dst[i]);
-		if (!r && dst[i] != buf + (a - off))
-			memcpy(buf + (a - off), dst[i] + (a - cstart),
-			       (size_t)(e - a));
-	}
-out:
-	scratch_put(SCRATCH_CHUNKS, tmp);
-	return r;
-}
-
-ssize_t cow_read_snapshot(struct cow *c, int64_t seq, void *buf, size_t len,
-			  uint64_t off)
-{
-	uint64_t first, last, end;
-	int r = 0;
-
-	len = clip(c, len, off);
-	if (!len)
-		return 0;
-	end = off + len;
-	first = off / c->cs;
-	last = (end - 1) / c->cs;
-	while (first <= last && !r) {
-		uint64_t wlast = last - first >= COW_BATCH_CHUNKS
-					 ? first + COW_BATCH_CHUNKS - 1
-					 : last;
-		uint64_t chunks[COW_BATCH_CHUNKS];
-		uint64_t woff = first * c->cs > off ? first * c->cs : off;
-		uint64_t wend =
-			(wlast + 1) * c->cs < end ? (wlast + 1) * c->cs : end;
-		struct stripe_set set;
-
-		for (uint64_t ch = first; ch <= wlast; ch++)
-			chunks[ch - first] = ch;
-		stripes_of(&set, chunks, (size_t)(wlast - first + 1));
-		stripes_lock(c, &set, false);
-		r = read_snapshot_window(c, seq,
-					 (unsigned char *)buf + (woff - off),
-					 woff, wend, first, wlast);
-		stripes_unlock(c, &set);
-		first = wlast + 1;
-	}
-	if (r) {
-		log_error("cow: read snapshot seq %lld, %zu bytes at %llu: %s",
-			  (long long)seq, len, (unsigned long long)off,
-			  strerror(-r));
-		return r == -ENOMEM ? r : -EIO;
-	}
-	return (ssize_t)len;
-}
-
-/* The first chunk at or after ch whose preserved bit is set, or nchunks. */
-static uint64_t next_preserved(struct cow *c, uint64_t ch)
-{
-	while (ch < c->nchunks) {
-		uint64_t w = __atomic_load_n(&c->preserved[ch / 64],
-					     __ATOMIC_ACQUIRE) >>
-			     (ch % 64);
-
-		if (w)
-			return ch + (uint64_t)__builtin_ctzll(w);
-		ch = (ch / 64 + 1) * 64;
-	}
-	return c->nchunks;
-}
-
-/* lseek on the backing, with the end of the image for "no more data". */
-static int64_t backing_seek(struct cow *c, uint64_t off, int whence)
-{
-	off_t r = lseek(c->b->fd, (off_t)off, whence);
-
-	if (r < 0)
-		return errno == ENXIO ? (int64_t)c->size : -errno;
-	return r > (off_t)c->size ? (int64_t)c->size : (int64_t)r;
-}
-
-/*
- * The first chunk in [ch, limit) that the backing holds as data (some of
- * it allocated) when want_data, as a hole (none of it) otherwise; limit
- * when there is none, or -errno.
- */
-static int64_t live_next(struct cow *c, uint64_t ch, uint64_t limit,
-			 bool want_data)
-{
-	while (ch < limit) {
-		int64_t d = backing_seek(c, ch * c->cs, SEEK_DATA), h;
-		uint64_t dch;
-
-		if (d < 0)
-			return d;
-		dch = (uint64_t)d < c->size ? (uint64_t)d / c->cs : c->nchunks;
-		if (want_data)
-			return (int64_t)(dch < limit ? dch : limit);
-		if (dch > ch)
-			return (int64_t)ch;
-		h = backing_seek(c, (uint64_t)d, SEEK_HOLE);
-		if (h < 0)
-			return h;
-		/* the chunks up to the one holding byte h-1 have data */
-		ch = ((uint64_t)h + c->cs - 1) / c->cs;
-		if (ch <= dch)
-			ch = dch + 1;
-	}
-	return (int64_t)limit;
-}
-
-/*
- * The first chunk of first..last (their stripes held shared) that
- * snapshot seq sees as data (want_data) or as a hole; last + 1 when there
- * is none, or -errno.
- */
-static int64_t window_next(struct cow *c, int64_t seq, uint64_t first,
-			   uint64_t last, bool want_data)
-{
-	struct chunk_row rows[COW_BATCH_CHUNKS];
-	int64_t live = -1; /* live_next from a chunk before, not yet passed */
-	bool any = false;
-	uint64_t ch;
-	int r;
-
-	for (ch = first; ch <= last && !any; ch++)
-		any = bit_test(c->preserved, ch);
-	if (any) {
-		r = store_find_copies(c->s, first, last, seq, rows);
-		if (r)
-			return r;
-	}
-	for (ch = first; ch <= last; ch++) {
-		if (any && rows[ch - first].seq >= 0) {
-			/* a zero row was stored without data: a hole */
-			if ((rows[ch - first].data_off >= 0) == want_data)
-				return (int64_t)ch;
-			continue;
-		}
-		if (live < (int64_t)ch) {
-			live = live_next(c, ch, last + 1, want_data);
-			if (live < 0)
-				return live;
-		}
-		if (live == (int64_t)ch)
-			return (int64_t)ch;
-	}
-	return (int64_t)last + 1;
-}
-
-/*
- * SEEK_DATA / SEEK_HOLE on snapshot seq, a chunk at a time: a chunk it
- * reads from a copy is data when the copy holds bytes and a hole when it
- * is a zero row (stored without data); a chunk it reads live is data when
- * the backing has allocated any of it.  So the layout stays what it was
- * when the snapshot was taken: a live chunk with data is preserved with
- * its bytes, a live hole as a zero row.  (Left: a live chunk whose
- * allocated bytes are all zeros is data until it is preserved, as a zero
- * row, and then a hole.)
- *
- * A chunk's look for a copy and the backing's answer for it are made
- * with its stripe held shared, so no preservation and change of it comes
- * between.  Across a run of chunks that no snapshot has copies of, the
- * backing is asked first and the preserved bits read after: a chunk
- * whose bit is still clear then was not changed before the answer.
- */
-static int64_t snapshot_seek(struct cow *c, int64_t seq, uint64_t off,
-			     int whence)
-{
-	bool want_data = whence == SEEK_DATA;
-	uint64_t ch = off / c->cs, cstart;
-	int64_t found = -1;
-
-	while (ch < c->nchunks) {
-		uint64_t last, np;
-
-		if (!bit_test(c->preserved, ch)) {
-			found = live_next(c, ch, next_preserved(c, ch),
-					  want_data);
-			if (found < 0)
-				return found;
-			np = next_preserved(c, ch);
-			if ((uint64_t)found < np)
-				break;
-			ch = np;
-			continue;
-		}
-		last = c->nchunks - ch > COW_BATCH_CHUNKS
-			       ? ch + COW_BATCH_CHUNKS - 1
-			       : c->nchunks - 1;
-		{
-			uint64_t chunks[COW_BATCH_CHUNKS];
-			struct stripe_set set;
-
-			for (uint64_t k = ch; k <= last; k++)
-				chunks[k - ch] = k;
-			stripes_of(&set, chunks, (size_t)(last - ch + 1));
-			stripes_lock(c, &set, false);
-			found = window_next(c, seq, ch, last, want_data);
-			stripes_unlock(c, &set);
-		}
-		if (found < 0)
-			return found;
-		if ((uint64_t)found <= last)
-			break;
-		ch = last + 1;
-	}
-	if (ch >= c->nchunks)
-		return want_data ? -ENXIO : (int64_t)c->size;
-	cstart = (uint64_t)found * c->cs;
-	return (int64_t)(cstart > off ? cstart : off);
-}
-
-int64_t cow_seek(struct cow *c, int64_t seq, uint64_t off, int whence)
-{
-	int64_t r;
-
-	if (off >= c->size)
-		return -ENXIO;
-	if (seq)
-		return snapshot_seek(c, seq, off, whence);
-	if (!behind_idle(c->behind)) /* queued data fills holes */
-		behind_wait(c->behind);
-	r = backing_seek(c, off, whence);
-	if (whence == SEEK_DATA && r == (int64_t)c->size)
-		return -ENXIO;
-	return r;
 }
 
 void cow_quiesce(struct cow *c)

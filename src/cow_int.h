@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * cow_int.h - the copy-on-write chain's insides, shared by its three
+ * files: cow.c (the chain, live reads and writes, preservation, discards,
+ * error cursors), cow_behind.c (queued writes and the write-behind
+ * workers' batches) and cow_read.c (snapshot reads and seeks).  The rules
+ * and the locks are in cow.c's opening note; nothing here is for other
+ * modules, which use cow.h.
+ */
+#ifndef SNAPFS_COW_INT_H
+#define SNAPFS_COW_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "snapfs/behind.h"
+#include "snapfs/cbt.h"
+#include "snapfs/cow.h"
+#include "snapfs/store.h"
+
+#define NSTRIPES 1024
+
+struct cow {
+	struct backing *b;
+	struct store *s;
+	struct uring_engine *io;
+	struct cbt *cbt;
+	uint64_t size;
+	uint32_t cs;
+	uint64_t nchunks;
+	uint64_t *fresh;
+	uint64_t *preserved;
+	uint64_t *promised;
+	int64_t newest; /* changes only with instant held exclusive */
+	int (*make_room)(void *arg); /* on_full=drop-oldest, else NULL */
+	void *make_room_arg;
+	pthread_mutex_t room_lock; /* one make_room at a time */
+	uint64_t room_epoch; /* make_room calls that made room */
+	pthread_rwlock_t instant;
+	pthread_rwlock_t stripes[NSTRIPES];
+	uint64_t preserved_count;
+	struct behind *behind; /* writes waiting for their preservation */
+	unsigned char *room[BEHIND_WORKERS]; /* write-behind chunk buffers */
+	uint64_t instant_seen; /* snapshot create's behind_error cursor */
+	bool stranded; /* a failed preservation kept promises */
+};
+
+static inline bool bit_test(const uint64_t *m, uint64_t i)
+{
+	return (__atomic_load_n(&m[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
+}
+
+static inline void bit_set(uint64_t *m, uint64_t i)
+{
+	__atomic_fetch_or(&m[i / 64], 1ull << (i % 64), __ATOMIC_RELEASE);
+}
+
+/* Sets bit i; true when it was set already. */
+static inline bool bit_test_and_set(uint64_t *m, uint64_t i)
+{
+	uint64_t b = 1ull << (i % 64);
+
+	return __atomic_fetch_or(&m[i / 64], b, __ATOMIC_ACQ_REL) & b;
+}
+
+/* Clears bit i; true when it was set. */
+static inline bool bit_test_and_clear(uint64_t *m, uint64_t i)
+{
+	uint64_t b = 1ull << (i % 64);
+
+	return __atomic_fetch_and(&m[i / 64], ~b, __ATOMIC_ACQ_REL) & b;
+}
+
+static inline size_t words(uint64_t nbits)
+{
+	return (size_t)((nbits + 63) / 64);
+}
+
+/* The stripes of chunks[0..n), as a set. */
+struct stripe_set {
+	uint64_t bits[NSTRIPES / 64];
+};
+
+static inline void stripes_of(struct stripe_set *set, const uint64_t *chunks,
+			      size_t n)
+{
+	memset(set, 0, sizeof(*set));
+	for (size_t i = 0; i < n; i++) {
+		unsigned st = (unsigned)(chunks[i] % NSTRIPES);
+
+		set->bits[st / 64] |= 1ull << (st % 64);
+	}
+}
+
+static inline void stripes_lock(struct cow *c, const struct stripe_set *set,
+				bool exclusive)
+{
+	for (unsigned st = 0; st < NSTRIPES; st++)
+		if (set->bits[st / 64] >> (st % 64) & 1) {
+			if (exclusive)
+				pthread_rwlock_wrlock(&c->stripes[st]);
+			else
+				pthread_rwlock_rdlock(&c->stripes[st]);
+		}
+}
+
+static inline void stripes_unlock(struct cow *c, const struct stripe_set *set)
+{
+	for (unsigned st = NSTRIPES; st-- > 0;)
+		if (set->bits[st / 64] >> (st % 64) & 1)
+			pthread_rwlock_unlock(&c->stripes[st]);
+}
+
+/* Clips [off, off+len) to the image; returns the new length. */
+static inline size_t clip(const struct cow *c, size_t len, uint64_t off)
+{
+	if (off >= c->size)
+		return 0;
+	return len > c->size - off ? (size_t)(c->size - off) : len;
+}
+
+/* cow.c: preserves chunks[0..n) (n <= COW_BATCH_CHUNKS) with their bits;
+ * see its comment there.  0 or -errno. */
+int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
+		 struct cbt_pending *bits, unsigned char *room);
+
+/* cow.c: prepares a change of [off, off+len): preserves first when
+ * preserve, records the changed blocks.  Caller holds instant shared. */
+int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len,
+		       bool preserve);
+
+/* cow_behind.c: the write-behind workers' callbacks, and the chunks one
+ * batch preserves at most. */
+extern const struct behind_ops cow_behind_ops;
+size_t cow_batch_chunks(const struct cow *c);
+
+/*
+ * Queues a write that must preserve chunks first, or that follows a
+ * queued write to the same chunks (behind.c), once its changed blocks
+ * are recorded and a store slot is promised to each chunk it must
+ * preserve that has none yet.  0 when queued: the write is answered and
+ * the worker finishes it (cow_batch_prepare, cow_batch_write).
+ * WRITE_DIRECT when nothing is to be preserved or waited for: the caller
+ * records the bits and writes.  WRITE_SYNC when the caller must preserve
+ * first itself (no room promised: the synchronous path makes room or
+ * fails the write).  Or -errno.  Caller holds instant shared.
+ */
+enum { WRITE_DIRECT = 1, WRITE_SYNC };
+int cow_write_behind(struct cow *c, const void *buf, size_t len, uint64_t off);
+
+#endif
