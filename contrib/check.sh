@@ -14,7 +14,7 @@ top=$PWD
 
 # Formatting is part of the build's hygiene (.clang-format, kernel style).
 if command -v clang-format >/dev/null; then
-	clang-format --dry-run --Werror src/*.c include/snapfs/*.h \
+	clang-format --dry-run --Werror src/*.c src/*.h include/snapfs/*.h \
 		tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 fi
 

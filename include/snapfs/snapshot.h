@@ -79,5 +79,4 @@ int snapshots_drop_oldest(struct snapshots *ss);
 /* Deletes every snapshot (no reader may hold one).  0 or -errno. */
 int snapshots_drop_all(struct snapshots *ss);
 
-
 #endif
