@@ -60,8 +60,10 @@ if [ "$check" = 0 ]; then
 	exit 0
 fi
 readme=$top/README.md
+# the block between the markers, an indented code block (a fenced one
+# would be taken for the README's first commands by tools that run them)
 shown=$(sed -n '/^<!-- source-map -->$/,/^<!-- \/source-map -->$/p' "$readme" |
-	sed '1,2d;$d' | sed '$d')
+	sed -n 's/^    //p')
 if [ "$shown" != "$(graph)" ]; then
 	echo "source-map: README.md's graph is not the one the #include lines make:" >&2
 	diff <(echo "$shown") <(graph) >&2 || true
