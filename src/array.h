@@ -44,4 +44,12 @@ static inline int i64_array_push(struct i64_array *a, int64_t x)
 	return r;
 }
 
+/* qsort's comparison of uint64_t elements. */
+static inline int array_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
 #endif

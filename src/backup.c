@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "snapfs/backup.h"
+#include "fullio.h"
 
 #define PIECE (1u << 20)
 
@@ -142,6 +143,8 @@ static int copy_range(int src, int dst, bool dst_is_file, bool punch_zeros,
 		      uint64_t off, uint64_t len, unsigned char *buf,
 		      struct progress *p)
 {
+	int r;
+
 	while (len) {
 		size_t n = len < PIECE ? (size_t)len : PIECE;
 		ssize_t got = pread(src, buf, n, (off_t)off);
@@ -157,21 +160,10 @@ static int copy_range(int src, int dst, bool dst_is_file, bool punch_zeros,
 				      FALLOC_FL_PUNCH_HOLE |
 					      FALLOC_FL_KEEP_SIZE,
 				      (off_t)off, (off_t)n) < 0 &&
-			    pwrite(dst, buf, n, (off_t)off) != (ssize_t)n)
-				return -errno;
-		} else {
-			size_t w = 0;
-
-			while (w < n) {
-				ssize_t k = pwrite(dst, buf + w, n - w,
-						   (off_t)(off + w));
-
-				if (k < 0 && errno == EINTR)
-					continue;
-				if (k <= 0)
-					return k < 0 ? -errno : -EIO;
-				w += (size_t)k;
-			}
+			    (r = pwrite_full(dst, buf, n, (off_t)off)))
+				return r;
+		} else if ((r = pwrite_full(dst, buf, n, (off_t)off))) {
+			return r;
 		}
 		off += n;
 		len -= n;

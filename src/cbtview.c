@@ -17,13 +17,7 @@
 #include <unistd.h>
 
 #include "snapfs/cbtview.h"
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
+#include "array.h"
 
 int cbtview_generations(const char *mnt, uint64_t **gens, size_t *n)
 {
@@ -57,7 +51,7 @@ int cbtview_generations(const char *mnt, uint64_t **gens, size_t *n)
 		v[cnt++] = g;
 	}
 	closedir(d);
-	qsort(v, cnt, sizeof(*v), cmp_u64);
+	qsort(v, cnt, sizeof(*v), array_cmp_u64);
 	*gens = v;
 	*n = cnt;
 	return 0;

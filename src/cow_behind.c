@@ -15,6 +15,7 @@
 #include "snapfs/backing.h"
 #include "snapfs/log.h"
 #include "snapfs/uring.h"
+#include "array.h"
 #include "cow_int.h"
 
 /*
@@ -109,13 +110,6 @@ int cow_write_behind(struct cow *c, const void *buf, size_t len, uint64_t off)
 	return r;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static bool overlap(const struct behind_entry *a, const struct behind_entry *b)
 {
 	return a->off < b->off + b->len && b->off < a->off + a->len;
@@ -167,7 +161,7 @@ static int cow_batch_prepare(void *arg, unsigned w,
 			if (!bit_test(c->fresh, ch) ||
 			    bit_test(c->promised, ch))
 				chunks[nc++] = ch;
-	qsort(chunks, nc, sizeof(*chunks), cmp_u64);
+	qsort(chunks, nc, sizeof(*chunks), array_cmp_u64);
 	for (i = j = 0; i < nc; i++)
 		if (!j || chunks[i] != chunks[j - 1])
 			chunks[j++] = chunks[i];

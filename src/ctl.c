@@ -34,6 +34,7 @@
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
 #include "snapfs/uuid.h"
+#include "fullio.h"
 
 #define EVENTS_SHOWN 20
 
@@ -457,7 +458,7 @@ static void serve(struct ctl *c, int fd)
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	struct timeval tv = { .tv_sec = 5 };
-	size_t got = 0, len = 0, off = 0;
+	size_t got = 0, len = 0;
 	char *reply = NULL;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -473,13 +474,8 @@ static void serve(struct ctl *c, int fd)
 	buf[got] = '\0';
 	if (ctl_handle(c->d, cred.uid, buf, &reply, &len))
 		return;
-	while (off < len) {
-		ssize_t n = write(fd, reply + off, len - off);
-
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
+	if (write_full(fd, reply, len))
+		log_warn("ctl: a reply was cut short (the client went away)");
 	free(reply);
 }
 

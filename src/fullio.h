@@ -38,4 +38,32 @@ static inline int pwritev_full(int fd, struct iovec *iov, int n, off_t off)
 	return 0;
 }
 
+/* Writes buf[0..len) at off. */
+static inline int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return len ? pwritev_full(fd, &iov, 1, off) : 0;
+}
+
+/* Writes buf[0..len) to a stream (a socket, a pipe). */
+static inline int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
 #endif
