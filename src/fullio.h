@@ -12,11 +12,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* Writes iov[0..n) at off; iov is consumed (advanced) on the way. */
-static inline int pwritev_full(int fd, struct iovec *iov, int n, off_t off)
+/* Writes iov[0..n): at off, or to a stream (a socket, a pipe) when off
+ * is -1.  iov is consumed (advanced) on the way. */
+static inline int writev_full(int fd, struct iovec *iov, int n, off_t off)
 {
 	while (n > 0) {
-		ssize_t w = pwritev(fd, iov, n, off);
+		ssize_t w =
+			off < 0 ? writev(fd, iov, n) : pwritev(fd, iov, n, off);
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -24,7 +26,8 @@ static inline int pwritev_full(int fd, struct iovec *iov, int n, off_t off)
 			return -errno;
 		if (w == 0)
 			return -EIO;
-		off += w;
+		if (off >= 0)
+			off += w;
 		while (n > 0 && (size_t)w >= iov->iov_len) {
 			w -= (ssize_t)iov->iov_len;
 			iov++;
@@ -38,32 +41,26 @@ static inline int pwritev_full(int fd, struct iovec *iov, int n, off_t off)
 	return 0;
 }
 
+/* Writes iov[0..n) at off (0 or more); iov is consumed on the way. */
+static inline int pwritev_full(int fd, struct iovec *iov, int n, off_t off)
+{
+	return writev_full(fd, iov, n, off);
+}
+
 /* Writes buf[0..len) at off. */
 static inline int pwrite_full(int fd, const void *buf, size_t len, off_t off)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
-	return len ? pwritev_full(fd, &iov, 1, off) : 0;
+	return len ? writev_full(fd, &iov, 1, off) : 0;
 }
 
 /* Writes buf[0..len) to a stream (a socket, a pipe). */
 static inline int write_full(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
-	while (len) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
+	return len ? writev_full(fd, &iov, 1, -1) : 0;
 }
 
 #endif
