@@ -25,6 +25,7 @@
 #include "snapfs/fault.h"
 #include "snapfs/iolog.h"
 #include "snapfs/log.h"
+#include "array.h"
 #include "fullio.h"
 #include "store_int.h"
 
@@ -113,9 +114,16 @@ static int write_batch_data(struct store *s, struct commit_waiter *batch)
 	return r == -ENOSPC ? r : r ? -EIO : 0;
 }
 
-/* Inserts and commits a group of waiters' rows; db_lock held. */
+/*
+ * Inserts and commits a group of waiters' rows; db_lock held.  A row for
+ * a (chunk, seq) that has one already (a chain that lost its fresh bits,
+ * say after a failed reload, preserves again) is not inserted: the first
+ * copy holds the bytes of the instant, the new one later bytes.  Its slot
+ * goes back to the map once the rest commits, with a warning.
+ */
 static int commit_batch(struct store *s, struct commit_waiter *batch)
 {
+	struct i64_array dup = { 0 };
 	int rc, r;
 
 	bool has_rows = false;
@@ -154,14 +162,26 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 						   row->data_off);
 			sqlite3_bind_int64(s->ins_chunk, 4, row->crc);
 			rc = sqlite3_step(s->ins_chunk);
-			if (rc != SQLITE_DONE)
-				r = index_err(s->db, rc, "insert chunk");
 			sqlite3_reset(s->ins_chunk);
+			if (rc != SQLITE_DONE) {
+				r = index_err(s->db, rc, "insert chunk");
+			} else if (!sqlite3_changes(s->db)) {
+				log_warn("store: chunk %llu has a copy for "
+					 "seq %lld already: the first is kept",
+					 (unsigned long long)row->chunk_idx,
+					 (long long)row->seq);
+				if (row->data_off >= 0)
+					r = i64_array_push(&dup, row->data_off);
+			}
 		}
 		for (size_t i = 0; i < w->nwords && !r; i++)
 			r = store_insert_word(s, w->gen, &w->words[i]);
 	}
-	return index_tx_end(s->db, r, "index.commit");
+	r = index_tx_end(s->db, r, "index.commit");
+	if (!r)
+		store_slots_release(s, dup.v, dup.n);
+	free(dup.v);
+	return r;
 }
 
 int store_commit_chunks(struct store *s, const struct chunk_row *rows, size_t n)

@@ -268,7 +268,7 @@ int store_prepare(struct store *s)
 
 	rc = sqlite3_prepare_v3(
 		s->db,
-		"INSERT INTO chunks(chunk_idx, seq, data_off, crc) "
+		"INSERT OR IGNORE INTO chunks(chunk_idx, seq, data_off, crc) "
 		"VALUES(?, ?, ?, ?)",
 		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_chunk, NULL);
 	if (rc != SQLITE_OK)

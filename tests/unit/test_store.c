@@ -238,6 +238,39 @@ Test(store, a_directory_with_foreign_files_is_not_taken_over)
 	cr_assert_neq(access(path, F_OK), 0, "nothing created");
 }
 
+/*
+ * A second copy of a chunk for a seq that has one (a chain that lost its
+ * fresh bits, say after a failed reload) keeps the first: the first holds
+ * the bytes of the instant, the second later ones.  The commit succeeds
+ * (no EIO for the writers sharing it), the second slot is freed.
+ */
+Test(store, a_second_copy_for_the_same_seq_keeps_the_first)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct chunk_row first = { 5, 2, -1, 11, NULL };
+	struct chunk_row again[2] = { { 5, 2, -1, 99, NULL },
+				      { 6, 2, -1, 66, NULL } };
+	struct chunk_row got;
+	struct store *s;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_eq(store_slot_alloc(s, &first.data_off), 0);
+	cr_assert_eq(store_commit_chunks(s, &first, 1), 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(store_slot_alloc(s, &again[i].data_off), 0);
+	cr_assert_eq(store_commit_chunks(s, again, 2), 0,
+		     "a duplicate copy failed the whole commit");
+	cr_assert_eq(store_find_copy(s, 5, 2, &got), 0);
+	cr_assert_eq(got.crc, 11, "the second copy replaced the first");
+	cr_assert_eq(got.data_off, first.data_off);
+	cr_assert_eq(store_find_copy(s, 6, 2, &got), 0);
+	cr_assert_eq(got.crc, 66);
+	cr_assert_eq(store_bytes_used(s), 2 * 4096,
+		     "the duplicate's slot was not freed");
+	store_close(s, true);
+}
+
 Test(store, find_returns_the_oldest_copy_at_or_after_the_snapshot)
 {
 	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
