@@ -285,6 +285,11 @@ static int64_t window_next(struct cow *c, int64_t seq, uint64_t first,
  * backing is asked first and the preserved bits read after: a chunk
  * whose bit is still clear then was not changed before the answer.
  */
+/* Chunks a seek looks at under one set of stripe locks: fewer than the 64
+ * locks a thread may hold under ThreadSanitizer (a seek's window, unlike a
+ * read's, is not bounded by the request's length). */
+#define SEEK_WINDOW_CHUNKS 32
+
 static int64_t snapshot_seek(struct cow *c, int64_t seq, uint64_t off,
 			     int whence)
 {
@@ -306,11 +311,11 @@ static int64_t snapshot_seek(struct cow *c, int64_t seq, uint64_t off,
 			ch = np;
 			continue;
 		}
-		last = c->nchunks - ch > COW_BATCH_CHUNKS
-			       ? ch + COW_BATCH_CHUNKS - 1
+		last = c->nchunks - ch > SEEK_WINDOW_CHUNKS
+			       ? ch + SEEK_WINDOW_CHUNKS - 1
 			       : c->nchunks - 1;
 		{
-			uint64_t chunks[COW_BATCH_CHUNKS];
+			uint64_t chunks[SEEK_WINDOW_CHUNKS];
 			struct stripe_set set;
 
 			for (uint64_t k = ch; k <= last; k++)
