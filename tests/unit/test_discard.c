@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * A long discard of live.img does not hold off a snapshot.  Linked with
- * -Wl,--wrap=fallocate64: the wrapper starts a snapshot's quiesce on
- * another thread while the discard is under way, and at the discard's
- * next piece looks whether that quiesce got in between.  A discard that
- * held the instant lock for its whole length (a blkdiscard of a 64 GiB
- * live.img with a snapshot: 205 s, and `snapfsctl create` waited all of
- * it) never lets it in.
+ * -Wl,--wrap=fallocate64,--wrap=pthread_rwlock_wrlock: at the discard's
+ * first piece the wrapper starts a snapshot's quiesce on another thread
+ * and waits until it is queued on the instant lock (a writer-preferring
+ * lock then refuses a new reader: tryrdlock says EBUSY); at the next piece
+ * it looks whether that quiesce got in between.  A discard that held the
+ * instant lock for its whole length (a blkdiscard of a 64 GiB live.img
+ * with a snapshot: 205 s, and `snapfsctl create` waited all of it) never
+ * lets it in.
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -26,13 +28,38 @@ static struct chain ch;
 static atomic_int calls, quiesced, got_in_between;
 static pthread_t quiescer;
 static bool started;
+static pthread_rwlock_t *_Atomic instant; /* the lock the quiesce waits on */
+static _Thread_local bool in_quiesce;
 
 int __real_fallocate64(int fd, int mode, off_t off, off_t len);
 int __wrap_fallocate64(int fd, int mode, off_t off, off_t len);
+int __real_pthread_rwlock_wrlock(pthread_rwlock_t *l);
+int __wrap_pthread_rwlock_wrlock(pthread_rwlock_t *l);
+
+int __wrap_pthread_rwlock_wrlock(pthread_rwlock_t *l)
+{
+	if (in_quiesce && !atomic_load(&instant))
+		atomic_store(&instant, l);
+	return __real_pthread_rwlock_wrlock(l);
+}
+
+/* Returns once the quiesce is queued on the instant lock. */
+static void wait_for_the_quiesce_to_queue(void)
+{
+	pthread_rwlock_t *l;
+
+	while (!(l = atomic_load(&instant)))
+		usleep(1000);
+	while (pthread_rwlock_tryrdlock(l) == 0) {
+		pthread_rwlock_unlock(l);
+		usleep(1000);
+	}
+}
 
 static void *quiesce(void *arg)
 {
 	(void)arg;
+	in_quiesce = true;
 	cow_quiesce(ch.c);
 	atomic_store(&quiesced, 1);
 	cow_resume(ch.c);
@@ -44,12 +71,12 @@ int __wrap_fallocate64(int fd, int mode, off_t off, off_t len)
 	int n = atomic_fetch_add(&calls, 1);
 
 	if (fd == ch.b.fd && n == 0) {
-		cr_assert_eq(pthread_create(&quiescer, NULL, quiesce, NULL), 0);
 		started = true;
+		cr_assert_eq(pthread_create(&quiescer, NULL, quiesce, NULL), 0);
+		wait_for_the_quiesce_to_queue();
 	} else if (fd == ch.b.fd && n == 1) {
-		/* The quiesce had all of the first piece to get its turn. */
-		for (int i = 0; i < 500 && !atomic_load(&quiesced); i++)
-			usleep(10000);
+		/* queued before the first piece let go of the lock, the
+		 * quiesce came and went before this piece could take it */
 		atomic_store(&got_in_between, atomic_load(&quiesced));
 	}
 	return __real_fallocate64(fd, mode, off, len);
