@@ -458,6 +458,44 @@ static int cow_make_room(struct cow *c, uint64_t seen)
 }
 
 /*
+ * Reloads the fresh bits for the newest snapshot from the store (which
+ * chunks have a copy at or after it); instant held exclusive.  On failure
+ * the bits are unknown, and must not be trusted: a chunk whose copy they
+ * do not show would be preserved again, with bytes from after the
+ * snapshot that copy serves.  So every change first tries the reload
+ * again (cow_begin_change) and fails with EIO while it fails.
+ */
+static int cow_reload_fresh(struct cow *c)
+{
+	int r;
+
+	memset(c->fresh, 0, words(c->nchunks) * sizeof(uint64_t));
+	r = store_for_each_chunk(c->s, load_chunk, c);
+	__atomic_store_n(&c->fresh_unknown, r != 0, __ATOMIC_RELEASE);
+	if (r)
+		log_error("cow: cannot reload which chunks are preserved: %s "
+			  "(changes fail until a reload works)",
+			  strerror(-r));
+	return r;
+}
+
+/* Before a change: 0 when the fresh bits are known, or made known now
+ * (instant taken exclusive for the reload), else -EIO.  No lock held. */
+static int cow_fresh_known(struct cow *c)
+{
+	int r = 0;
+
+	if (!__atomic_load_n(&c->fresh_unknown, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_rwlock_wrlock(&c->instant);
+	behind_wait(c->behind);
+	if (c->fresh_unknown)
+		r = cow_reload_fresh(c);
+	pthread_rwlock_unlock(&c->instant);
+	return r ? -EIO : 0;
+}
+
+/*
  * Takes instant shared and prepares a change of [off, off+len); a write
  * (buf given) may be queued behind instead (*queued set), and is then
  * done.  When the store is full and on_full=drop-oldest, lets go of the
@@ -475,6 +513,10 @@ static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
 		uint64_t seen =
 			__atomic_load_n(&c->room_epoch, __ATOMIC_ACQUIRE);
 
+		if (cow_fresh_known(c)) {
+			pthread_rwlock_rdlock(&c->instant);
+			return -EIO;
+		}
 		pthread_rwlock_rdlock(&c->instant);
 		r = buf ? cow_write_behind(c, buf, (size_t)len, off)
 			: WRITE_SYNC;
@@ -673,13 +715,14 @@ int cow_set_newest(struct cow *c, int64_t newest_seq)
 
 	c->newest = newest_seq;
 	if (newest_seq > old) {
+		/* nothing is fresh for a new snapshot: the bits are known */
 		memset(c->fresh, 0, words(c->nchunks) * sizeof(uint64_t));
+		__atomic_store_n(&c->fresh_unknown, false, __ATOMIC_RELEASE);
 		return 0;
 	}
 	if (newest_seq == old || !newest_seq)
 		return 0;
-	memset(c->fresh, 0, words(c->nchunks) * sizeof(uint64_t));
-	return store_for_each_chunk(c->s, load_chunk, c);
+	return cow_reload_fresh(c);
 }
 
 uint64_t cow_preserved_count(struct cow *c)

@@ -45,6 +45,9 @@ struct cow {
 	unsigned char *room[BEHIND_WORKERS]; /* write-behind chunk buffers */
 	uint64_t instant_seen; /* snapshot create's behind_error cursor */
 	bool stranded; /* a failed preservation kept promises */
+	bool fresh_unknown; /* a reload of fresh failed (cow_set_newest):
+			       no change until one succeeds; set with
+			       instant exclusive, read with acquire */
 };
 
 static inline bool bit_test(const uint64_t *m, uint64_t i)

@@ -106,8 +106,9 @@ static int purge(struct snapshots *ss, int64_t seq)
 	 * that no longer exist, and drop-oldest, told of a failure, would
 	 * fail a write for which it did make room.  The chain has taken
 	 * the new newest even when reloading its bits from the store
-	 * fails; the bits it could not reload only make writes preserve
-	 * again, which the store refuses (EIO) rather than overwrite. */
+	 * fails; then every change tries the reload again first and fails
+	 * with EIO while it fails (cow.c, cow_reload_fresh), so no chunk is
+	 * preserved again over the copy an older snapshot reads. */
 	if (!r && was_newest && ss->c) {
 		int e = cow_set_newest(ss->c, newest_after);
 

@@ -48,6 +48,14 @@ int __wrap_cow_set_newest(struct cow *c, int64_t newest_seq);
 int __wrap_cbt_next_generation(struct cbt *c);
 int __wrap_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
 				uint64_t *reserved);
+int __real_store_for_each_chunk(struct store *s,
+				int (*fn)(void *arg, uint64_t chunk_idx,
+					  int64_t max_seq),
+				void *arg);
+int __wrap_store_for_each_chunk(struct store *s,
+				int (*fn)(void *arg, uint64_t chunk_idx,
+					  int64_t max_seq),
+				void *arg);
 
 /* Armed hooks, each disarmed by its first use. */
 static void (*on_purge)(int64_t seq); /* before the purge's transaction */
@@ -88,6 +96,22 @@ int __wrap_cow_set_newest(struct cow *c, int64_t newest_seq)
 
 	newest_fails = 0;
 	return r ? r : f;
+}
+
+/* The next reload_fails scans of the chain's copies fail with EIO (a
+ * read error of the index). */
+static int reload_fails;
+
+int __wrap_store_for_each_chunk(struct store *s,
+				int (*fn)(void *arg, uint64_t chunk_idx,
+					  int64_t max_seq),
+				void *arg)
+{
+	if (reload_fails > 0) {
+		reload_fails--;
+		return -EIO;
+	}
+	return __real_store_for_each_chunk(s, fn, arg);
 }
 
 int __wrap_cbt_next_generation(struct cbt *c)
@@ -405,6 +429,66 @@ Test(snapshot, a_purge_whose_chain_step_fails_after_the_commit_is_gone)
 	cr_assert_eq(memcmp(got, then, SIZE), 0, "after more writes");
 	free(got);
 	free(then);
+}
+
+/* ---- 7b: a purge of the newest whose reload of the chain fails ----- */
+
+/*
+ * S1 and S2 share the copy made under S2 when live.img changed.  Deleting
+ * S2 keeps that copy for S1; the chain then reloads which chunks have a
+ * copy at or after S1 (fresh).  If that reload fails and writes go on,
+ * a write to such a chunk preserves again, under S1, bytes from after S1:
+ * S1 silently reads them.  No change may go on before a reload succeeds.
+ */
+static void purge_with_failed_reloads(int fails, unsigned char **then,
+				      struct snapshot *s1)
+{
+	struct snapshot s2;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	*s1 = snap();
+	s2 = snap();
+	*then = chain_read_all(&ch, s1->seq);
+	write_pattern(0, SIZE, 2); /* preserved once, under S2, for both */
+	cr_assert_eq(cow_flush(ch.c), 0);
+	reload_fails = fails;
+	cr_assert_eq(snapshots_delete(ch.ss, s2.uuid), 0);
+}
+
+Test(snapshot, a_failed_reload_after_a_purge_never_changes_the_older_snapshot)
+{
+	unsigned char *then, *got;
+	struct snapshot s1;
+
+	purge_with_failed_reloads(1, &then, &s1);
+	write_pattern(0, SIZE, 3); /* the reload is tried again, and works */
+	cr_assert_eq(cow_flush(ch.c), 0);
+	got = chain_read_all(&ch, s1.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0,
+		     "S1 reads bytes written after it");
+	free(got);
+	free(then);
+}
+
+Test(snapshot, writes_fail_while_the_chain_cannot_reload_its_copies)
+{
+	unsigned char *then, *got, *buf = malloc(SIZE);
+	struct snapshot s1;
+
+	purge_with_failed_reloads(2, &then, &s1);
+	fill_pattern(buf, SIZE, 3);
+	cr_assert_eq(cow_write_live(ch.c, buf, CS, 0), -EIO,
+		     "a write went on with the chain's copies unknown");
+	cr_assert_eq(reload_fails, 0);
+	cr_assert_eq(cow_write_live(ch.c, buf, SIZE, 0), (ssize_t)SIZE);
+	cr_assert_eq(cow_flush(ch.c), 0);
+	got = chain_read_all(&ch, s1.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0,
+		     "S1 reads bytes written after it");
+	free(got);
+	free(then);
+	free(buf);
 }
 
 /* ---- 3: one shortage, one snapshot dropped ------------------------ */
