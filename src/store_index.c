@@ -268,8 +268,8 @@ int store_prepare(struct store *s)
 
 	rc = sqlite3_prepare_v3(
 		s->db,
-		"INSERT OR IGNORE INTO chunks(chunk_idx, seq, data_off, crc) "
-		"VALUES(?, ?, ?, ?)",
+		"INSERT INTO chunks(chunk_idx, seq, data_off, crc) "
+		"VALUES(?, ?, ?, ?) ON CONFLICT(chunk_idx, seq) DO NOTHING",
 		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_chunk, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(s->db, rc, "prepare insert");

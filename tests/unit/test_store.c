@@ -271,6 +271,30 @@ Test(store, a_second_copy_for_the_same_seq_keeps_the_first)
 	store_close(s, true);
 }
 
+/* A row naming a slot another row holds is damage, not a duplicate copy:
+ * the commit fails, and the other row's slot stays in use. */
+Test(store, a_row_in_a_slot_another_row_holds_fails_its_commit)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct chunk_row first = { 1, 1, -1, 11, NULL };
+	struct chunk_row clash = { 2, 1, -1, 22, NULL };
+	struct chunk_row got;
+	struct store *s;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_eq(store_slot_alloc(s, &first.data_off), 0);
+	cr_assert_eq(store_commit_chunks(s, &first, 1), 0);
+	clash.data_off = first.data_off;
+	cr_assert_neq(store_commit_chunks(s, &clash, 1), 0,
+		      "a row sharing another's slot was taken");
+	cr_assert_eq(store_find_copy(s, 1, 1, &got), 0);
+	cr_assert_eq(got.data_off, first.data_off);
+	cr_assert_eq(store_bytes_used(s), 4096,
+		     "the slot of a committed row was freed");
+	store_close(s, true);
+}
+
 Test(store, find_returns_the_oldest_copy_at_or_after_the_snapshot)
 {
 	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
