@@ -65,23 +65,58 @@ static void usage(FILE *f)
 	      f);
 }
 
+/*
+ * The store= directory with the directories above it resolved once
+ * (realpath of its parent): the daemon opens what the store's trust check
+ * looked at, not a path whose symlinks another user could swap later.
+ * The last component stays as given, so a store that is a symlink is
+ * still refused by the store.
+ */
+static int resolve_named_store(struct daemon *d, char *err, size_t err_len)
+{
+	char *copy = strdup(d->opts.store), *base, *parent;
+	char real[PATH_MAX];
+	size_t len;
+	int n = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	len = strlen(copy);
+	while (len > 1 && copy[len - 1] == '/')
+		copy[--len] = '\0';
+	base = strrchr(copy, '/');
+	if (base) {
+		*base++ = '\0';
+		parent = *copy ? copy : "/";
+	} else {
+		base = copy;
+		parent = ".";
+	}
+	if (!*base || !strcmp(base, ".") || !strcmp(base, "..")) {
+		snprintf(err, err_len, "store=%s: name the directory itself",
+			 d->opts.store);
+		n = -EINVAL;
+	} else if (!realpath(parent, real)) {
+		n = -errno;
+		snprintf(err, err_len, "store %s: %s", d->opts.store,
+			 strerror(-n));
+	} else if (asprintf(&d->store_path, "%s%s%s", real,
+			    strcmp(real, "/") ? "/" : "", base) < 0) {
+		n = -ENOMEM;
+	}
+	free(copy);
+	return n;
+}
+
 /* Makes the store path absolute (or BACKING.snapfs beside the image). */
 static int resolve_store(struct daemon *d, char *err, size_t err_len)
 {
-	char cwd[PATH_MAX], real[PATH_MAX];
+	char real[PATH_MAX];
 	struct stat st;
 	int n;
 
-	if (d->opts.store && d->opts.store[0] == '/') {
-		d->store_path = strdup(d->opts.store);
-		return d->store_path ? 0 : -ENOMEM;
-	}
-	if (d->opts.store) {
-		if (!getcwd(cwd, sizeof(cwd)))
-			return -errno;
-		n = asprintf(&d->store_path, "%s/%s", cwd, d->opts.store);
-		return n < 0 ? -ENOMEM : 0;
-	}
+	if (d->opts.store)
+		return resolve_named_store(d, err, err_len);
 	if (stat(d->opts.backing, &st) == 0 && S_ISBLK(st.st_mode)) {
 		snprintf(err, err_len,
 			 "backing %s: a block device needs -o store=DIR (the "

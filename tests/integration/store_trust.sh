@@ -103,6 +103,25 @@ chmod 1777 "$WORK/shared"
 start_snapfs "$WORK/shared/img" "$MNT"
 stop_snapfs "$MNT"
 
+# store= through a symlinked directory: resolved once, the store is
+# checked and opened where it really is
+mkdir "$WORK/real" "$WORK/open"
+chmod 0777 "$WORK/open"
+ln -s "$WORK/real" "$WORK/via"
+ln -s "$WORK/open" "$WORK/via-open"
+start_snapfs "$IMG" "$MNT" -o store="$WORK/via/store/"
+"$SNAPFSCTL" status "$MNT" | grep -q "^store: *$WORK/real/store\$" ||
+	fail "store= through a symlink: $("$SNAPFSCTL" status "$MNT" | grep ^store)"
+stop_snapfs "$MNT"
+before=$(state)
+rc=0
+timeout 20 "$SNAPFS" -o store="$WORK/via-open/store" "$IMG" "$MNT" 2>"$ERR" || rc=$?
+mountpoint -q "$MNT" && { fusermount3 -u "$MNT"; fail "a store under a symlink to an open directory: mounted"; }
+[ "$rc" != 0 ] || fail "a store under a symlink to an open directory: exit 0"
+grep -q "open is writable by others" "$ERR" ||
+	fail "a store under a symlink to an open directory: $(cat "$ERR")"
+[ "$(state)" = "$before" ] || fail "a store under a symlink to an open directory: something changed"
+
 # and the store as made still mounts
 start_snapfs "$IMG" "$MNT"
 stop_snapfs "$MNT"
