@@ -12,12 +12,6 @@ top=$PWD
 ./contrib/deps.sh
 ./autogen.sh >/dev/null
 
-# Formatting is part of the build's hygiene (.clang-format, kernel style).
-if command -v clang-format >/dev/null; then
-	clang-format --dry-run --Werror src/*.c src/*.h include/snapfs/*.h \
-		tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
-fi
-
 passed=0
 failed=0
 status=0
@@ -123,8 +117,10 @@ package() {
 	rm -rf "$tmp"
 	return "$rc"
 }
-# Hygiene: each library's header only in its module, README's source map
-# as the code has it, shellcheck on the scripts.
+# Hygiene: formatting (.clang-format, kernel style), each library's header
+# only in its module, README's source map as the code has it, shellcheck
+# on the scripts.
+stage format make -C build -s format-check
 stage check-includes make -C build check-includes
 stage check-source-map make -C build -s check-source-map
 stage shellcheck make -C build -s shellcheck

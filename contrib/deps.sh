@@ -13,7 +13,7 @@ PKGS=(
 	clang libclang-rt-dev				# libFuzzer targets and
 							# their runtime (a
 							# recommend of clang's)
-	shellcheck					# the scripts' hygiene
+	clang-format shellcheck				# the hygiene checks
 	jq gnuplot-nox					# make bench
 	dpkg-dev debhelper bash-completion systemd	# the package and its test
 )

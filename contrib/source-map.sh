@@ -9,6 +9,7 @@
 #   contrib/source-map.sh [SRCDIR]          print the graph
 #   contrib/source-map.sh --check [SRCDIR]  compare it with README.md
 set -euo pipefail
+export LC_ALL=C # one sort order wherever it runs
 
 check=0
 if [ "${1:-}" = --check ]; then

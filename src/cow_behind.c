@@ -26,8 +26,10 @@
  * write, side by side); on disk each commit costs two flushes, which
  * larger batches share (4 KiB random writes at queue depth 16, first
  * touch, 4 GiB image, in turn: 2 MiB 4753 3108 4825 IOPS against 1 MiB
- * 3554 2721 2610; tmpfs and queue depth 1 unchanged).  A batch's stripe
- * locks stay under ThreadSanitizer's 64 per thread.
+ * 3554 2721 2610; tmpfs and queue depth 1 unchanged).  A batch holds one
+ * stripe lock a chunk: 32 at the default 64 KiB chunks, under
+ * ThreadSanitizer's 64 a thread (not at chunk sizes under 32 KiB, which
+ * the TSan runs of contrib/check.sh do not use).
  */
 size_t cow_batch_chunks(const struct cow *c)
 {
