@@ -105,29 +105,40 @@ int __wrap_fstatvfs64(int fd, struct statvfs *sv)
 	return r;
 }
 
-static void hold_workers(void)
+/* Holds (on) or lets go of one of the gate's two holds. */
+static void gate_hold(bool *hold, bool on)
 {
 	pthread_mutex_lock(&gate.lock);
-	gate.tester = pthread_self();
-	gate.hold = true;
+	if (on)
+		gate.tester = pthread_self();
+	*hold = on;
+	pthread_cond_broadcast(&gate.cond);
 	pthread_mutex_unlock(&gate.lock);
+}
+
+/* Waits until *count (a count of the gate's arrivals) reaches n. */
+static void gate_wait(const unsigned *count, unsigned n)
+{
+	pthread_mutex_lock(&gate.lock);
+	while (*count < n)
+		pthread_cond_wait(&gate.cond, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+static void hold_workers(void)
+{
+	gate_hold(&gate.hold, true);
 }
 
 static void release_workers(void)
 {
-	pthread_mutex_lock(&gate.lock);
-	gate.hold = false;
-	pthread_cond_broadcast(&gate.cond);
-	pthread_mutex_unlock(&gate.lock);
+	gate_hold(&gate.hold, false);
 }
 
 /* Waits until n held workers have reached the gate, ever. */
 static void wait_arrived(unsigned n)
 {
-	pthread_mutex_lock(&gate.lock);
-	while (gate.arrived < n)
-		pthread_cond_wait(&gate.cond, &gate.lock);
-	pthread_mutex_unlock(&gate.lock);
+	gate_wait(&gate.arrived, n);
 }
 
 /* Lets one held worker through, failing its slots with err (0: not). */
@@ -142,27 +153,18 @@ static void pass_one(int err)
 
 static void hold_queue(void)
 {
-	pthread_mutex_lock(&gate.lock);
-	gate.tester = pthread_self();
-	gate.hold_queue = true;
-	pthread_mutex_unlock(&gate.lock);
+	gate_hold(&gate.hold_queue, true);
 }
 
 static void release_queue(void)
 {
-	pthread_mutex_lock(&gate.lock);
-	gate.hold_queue = false;
-	pthread_cond_broadcast(&gate.cond);
-	pthread_mutex_unlock(&gate.lock);
+	gate_hold(&gate.hold_queue, false);
 }
 
 /* Waits until n writers have waited before their place in the queue. */
 static void wait_queue_arrived(unsigned n)
 {
-	pthread_mutex_lock(&gate.lock);
-	while (gate.queue_arrived < n)
-		pthread_cond_wait(&gate.cond, &gate.lock);
-	pthread_mutex_unlock(&gate.lock);
+	gate_wait(&gate.queue_arrived, n);
 }
 
 static struct chain ch;
