@@ -15,6 +15,15 @@ top=$PWD
 passed=0
 failed=0
 status=0
+# The logs of the tests that failed, printed again at the very end, where
+# a reader of a long run's output (or of its last lines only) finds them.
+failed_logs=()
+note_failures() { # BUILD-DIR
+	local t
+	while read -r t; do
+		failed_logs+=("$1/${t%.sh}.log")
+	done < <(sed -n 's/^\(FAIL\|ERROR\): \([^ ]*\).*/\2/p' "$1/test-suite.log" | sort -u)
+}
 run_build() { # DIR CONFIGURE-FLAGS...
 	local dir=$1 rc=0
 	shift
@@ -31,6 +40,7 @@ run_build() { # DIR CONFIGURE-FLAGS...
 	if [ "$rc" != 0 ]; then
 		status=1
 		cat "$log"
+		note_failures "$dir"
 	fi
 }
 
@@ -60,6 +70,7 @@ failed=$((failed + ${f:-0}))
 if [ "$rc" != 0 ]; then
 	status=1
 	cat build-tsan/test-suite.log
+	note_failures build-tsan
 fi
 
 # A few seconds of each libFuzzer target (options, control requests,
@@ -127,5 +138,9 @@ stage shellcheck make -C build -s shellcheck
 stage distcheck make -C build distcheck TESTS= >/dev/null
 stage package package
 
+for log in "${failed_logs[@]}"; do
+	echo "==== the end of $log"
+	tail -n 40 "$log"
+done
 echo "$passed passed, $failed failed"
 exit "$status"

@@ -4,6 +4,7 @@
 # backup chain with snapfsctl and the contrib script.
 . "$TESTLIB"
 BM="python3 $(dirname "$TESTLIB")/bitmaps.py"
+seed_random "the random writes, punches and zeroings"
 
 IMG=$WORK/img
 MNT=$WORK/mnt
