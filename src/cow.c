@@ -85,14 +85,16 @@
 /* A discard takes the instant lock for this much at a time (cow_discard). */
 #define DISCARD_PIECE (64ull << 20)
 
-static int load_chunk(void *arg, uint64_t chunk_idx, int64_t max_seq)
+/* One preserved copy, at open or after the newest snapshot went away:
+ * fresh when made under the newest snapshot or a later one. */
+static int load_chunk(void *arg, uint64_t chunk_idx, int64_t seq)
 {
 	struct cow *c = arg;
 
 	if (chunk_idx >= c->nchunks)
 		return 0; /* cannot happen: the image size is checked */
 	bit_set(c->preserved, chunk_idx);
-	if (c->newest && max_seq >= c->newest)
+	if (c->newest && seq >= c->newest)
 		bit_set(c->fresh, chunk_idx);
 	return 0;
 }

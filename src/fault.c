@@ -31,6 +31,7 @@ static const char *const points[] = {
 	"index.commit", /* the group commit of chunks and bitmap bits */
 	"index.snapshot", /* recording a new snapshot */
 	"index.purge", /* deleting a snapshot and its copies */
+	"index.migrate", /* an older index brought to this format */
 	"index.checkpoint", /* a write into index.db: under WAL, only a
 			     * checkpoint writes there */
 	NULL,

@@ -8,10 +8,12 @@
  * It owns the store directory (store_dir.c lists every name it may hold):
  * `index.db` (SQLite, WAL, with its -wal and -shm) and `data` (preserved
  * chunks, one chunk_size slot each).  The index has six tables: meta (the
- * store's fixed parameters and its state), snapshots, chunks (one row per
- * preserved copy, keyed by chunk and by the snapshot that was newest when
- * it was made), events, generations (one row per changed-block
- * generation) and cbt (the changed-block words of each generation).
+ * store's fixed parameters and its state), snapshots, runs (the preserved
+ * copies, a row per run of consecutive chunks copied under one snapshot
+ * into consecutive slots: store_runs.c), events, generations (one row
+ * per changed-block generation) and cbt (the changed-block words of each
+ * generation).  An index of an older format is brought to this one at
+ * open (store_migrate.c).
  *
  * Crash ordering: a copy's bytes are written to a free slot first, then
  * its row is committed; a slot whose row never committed is free again at
@@ -48,6 +50,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapfs/crc32c.h"
 #include "snapfs/iolog.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
@@ -108,12 +111,20 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 		r = -EIO;
 		goto out;
 	}
-	if (v != STORE_FORMAT) {
+	if (v > STORE_FORMAT) {
 		snprintf(err, err_len,
-			 "store %s: format %llu, this snapfs reads %d", s->dir,
-			 (unsigned long long)v, STORE_FORMAT);
+			 "store %s: format %llu is newer than this snapfs "
+			 "reads (%d): use the snapfs that made it",
+			 s->dir, (unsigned long long)v, STORE_FORMAT);
 		goto out;
 	}
+	if (v < 1) {
+		snprintf(err, err_len, "store %s: index damaged: format %llu",
+			 s->dir, (unsigned long long)v);
+		r = -EIO;
+		goto out;
+	}
+	s->format = v;
 	if (index_meta_get(db, "backing_id", buf, sizeof(buf)) ||
 	    strcmp(buf, cfg->backing_id)) {
 		snprintf(err, err_len,
@@ -148,11 +159,20 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 		goto out;
 	}
 	s->info.cbt_block_size = (uint32_t)v;
-	rc = sqlite3_prepare_v2(db, "SELECT max(data_off) FROM chunks", -1, &st,
-				NULL);
+	/* The copy that reaches furthest into the data file: runs do not
+	 * overlap there, so the one that starts last. */
+	rc = sqlite3_prepare_v2(db,
+				s->format == 1
+					? "SELECT max(data_off), 1 FROM chunks"
+					: "SELECT data_off, n FROM runs WHERE "
+					  "data_off IS NOT NULL ORDER BY "
+					  "data_off DESC LIMIT 1",
+				-1, &st, NULL);
 	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL) {
-		max_off = sqlite3_column_int64(st, 0);
+		max_off = sqlite3_column_int64(st, 0) +
+			  (sqlite3_column_int64(st, 1) - 1) *
+				  (int64_t)s->info.chunk_size;
 		has_rows = true;
 	}
 	if (rc == SQLITE_OK)
@@ -193,6 +213,18 @@ static int open_direct_writer(int fd, const char *path)
 		return fd;
 	dfd = open(path, O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC);
 	return dfd >= 0 ? dfd : fd;
+}
+
+/* The checksum of a chunk of zeros, which zero runs imply. */
+static int zero_crc(uint32_t cs, uint32_t *out)
+{
+	void *zeros = calloc(1, cs);
+
+	if (!zeros)
+		return -ENOMEM;
+	*out = crc32c(zeros, cs);
+	free(zeros);
+	return 0;
 }
 
 int store_open(struct store **out, const struct store_config *cfg, char *err,
@@ -246,12 +278,22 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 	r = store_connect(s, err, err_len);
 	if (r)
 		goto err_made;
+	if (!fresh && s->format < STORE_FORMAT) {
+		r = store_migrate(s, s->format, err, err_len);
+		if (r)
+			goto err_made;
+	}
 	r = store_prepare(s);
 	if (r) {
 		snprintf(err, err_len, "store %s: index damaged", s->dir);
 		goto err_made;
 	}
 	s->info.image_size = cfg->image_size;
+	r = zero_crc(s->info.chunk_size, &s->zero_crc);
+	if (r) {
+		snprintf(err, err_len, "store %s: out of memory", s->dir);
+		goto err_made;
+	}
 	if (index_meta_get_u64(s->db, "generation", &s->info.generation) ||
 	    index_meta_get_u64(s->db, "clean", &v)) {
 		snprintf(err, err_len, "store %s: index damaged (meta)",
@@ -310,9 +352,10 @@ void store_close(struct store *s, bool clean)
 		if (index_meta_set_u64(s->db, "clean", 1))
 			log_error("store: could not record a clean shutdown");
 	}
-	sqlite3_finalize(s->ins_chunk);
+	sqlite3_finalize(s->ins_run);
+	sqlite3_finalize(s->find_runs_w);
 	sqlite3_finalize(s->ins_word);
-	sqlite3_finalize(s->find_copy);
+	sqlite3_finalize(s->find_runs);
 	sqlite3_close(s->rdb);
 	sqlite3_close(s->db);
 	if (s->data_wfd >= 0 && s->data_wfd != s->data_fd)

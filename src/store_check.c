@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * store_check.c - the offline check of an unmounted store (snapfsctl
- * check): the index's integrity, its meta, then every chunk row against
- * the data file (inside it, aligned, not shared, its checksum).  It never
+ * check): the index's integrity, its meta, then every preserved copy
+ * against the data file (inside it, aligned, not shared, its checksum),
+ * in this format or in format 1, which the next mount migrates.  It never
  * writes to the store: it takes a shared flock (refused while a daemon
  * holds the store), and an index a crash left with a WAL is checked on a
  * private copy.  Problems go to the report, one line each.
  *
  * Runs without a struct store and without threads: no lock.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -39,14 +41,63 @@ static void problem(FILE *report, unsigned *count, const char *fmt, ...)
 	(*count)++;
 }
 
-/* Checks every chunk row against the data file. */
-static void check_chunks(sqlite3 *db, int data_fd, uint64_t data_size,
-			 uint64_t cs, uint64_t image_size, FILE *report,
-			 unsigned *bad, uint64_t *nrows)
+/* Checks one run's copies against the data file: inside it, aligned,
+ * after the previous run's (*prev_end, so that none shares space), each
+ * chunk matching its checksum. */
+static void check_run(const struct run *run, int data_fd, uint64_t data_size,
+		      uint64_t cs, uint32_t zero_crc, uint64_t image_size,
+		      unsigned char *buf, int64_t *prev_end, FILE *report,
+		      unsigned *bad)
+{
+	unsigned long long c = run->chunk;
+	long long seq = run->seq;
+
+	if ((run->chunk + run->n - 1) * cs >= image_size)
+		problem(report, bad,
+			"chunks %llu..%llu (seq %lld) lie past the image's end",
+			c, c + run->n - 1, seq);
+	if (run->data_off < 0)
+		return;
+	if (!chunk_fits(run->data_off, cs, data_size) ||
+	    !chunk_fits(run->data_off + (int64_t)((run->n - 1) * cs), cs,
+			data_size)) {
+		problem(report, bad,
+			"chunks %llu..%llu (seq %lld) point at data offset "
+			"%lld, outside the data file or unaligned",
+			c, c + run->n - 1, seq, (long long)run->data_off);
+		return;
+	}
+	if (run->data_off < *prev_end)
+		problem(report, bad,
+			"chunk %llu (seq %lld) shares data offset %lld with "
+			"another entry",
+			c, seq, (long long)run->data_off);
+	*prev_end = run->data_off + (int64_t)(run->n * cs);
+	for (uint32_t i = 0; i < run->n; i++) {
+		int64_t off = run->data_off + (int64_t)(i * cs);
+
+		if (pread(data_fd, buf, cs, off) != (ssize_t)cs)
+			problem(report, bad,
+				"chunk %llu (seq %lld): cannot read data "
+				"offset %lld",
+				c + i, seq, (long long)off);
+		else if (crc32c(buf, cs) != run_crc(run, i, zero_crc))
+			problem(report, bad,
+				"chunk %llu (seq %lld) at data offset %lld "
+				"fails its checksum",
+				c + i, seq, (long long)off);
+	}
+}
+
+/* Checks every copy the index names against the data file; format 1's
+ * rows are read as runs of one chunk. */
+static void check_chunks(sqlite3 *db, uint64_t format, int data_fd,
+			 uint64_t data_size, uint64_t cs, uint64_t image_size,
+			 FILE *report, unsigned *bad, uint64_t *ncopies)
 {
 	unsigned char *buf = malloc(cs), *zeros = calloc(1, cs);
 	uint32_t zero_crc;
-	int64_t prev_off = -1;
+	int64_t prev_end = 0;
 	sqlite3_stmt *st;
 	int rc;
 
@@ -56,61 +107,53 @@ static void check_chunks(sqlite3 *db, int data_fd, uint64_t data_size,
 	}
 	zero_crc = crc32c(zeros, cs);
 	rc = sqlite3_prepare_v2(db,
-				"SELECT chunk_idx, seq, data_off, crc FROM "
-				"chunks ORDER BY data_off",
+				format == 1
+					? "SELECT chunk_idx, seq, 1, data_off, "
+					  "crc FROM chunks ORDER BY data_off"
+					: "SELECT chunk_idx, seq, n, data_off, "
+					  "crcs FROM runs ORDER BY data_off",
 				-1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		problem(report, bad, "cannot read the chunk index: %s",
+		problem(report, bad, "cannot read the index of copies: %s",
 			sqlite3_errmsg(db));
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t c = (uint64_t)sqlite3_column_int64(st, 0);
-		long long seq = sqlite3_column_int64(st, 1);
-		uint32_t crc = (uint32_t)sqlite3_column_int64(st, 3);
-		int64_t off;
+		uint32_t le = htole32((uint32_t)sqlite3_column_int64(st, 4));
+		struct run run;
 
-		(*nrows)++;
-		if (c * cs >= image_size)
-			problem(report, bad,
-				"chunk %llu (seq %lld) lies past "
-				"the image's end",
-				(unsigned long long)c, seq);
-		if (sqlite3_column_type(st, 2) == SQLITE_NULL) {
-			if (crc != zero_crc)
+		if (format == 1) {
+			run = (struct run){
+				.chunk = (uint64_t)sqlite3_column_int64(st, 0),
+				.seq = sqlite3_column_int64(st, 1),
+				.n = 1,
+				.data_off =
+					sqlite3_column_type(st, 3) ==
+							SQLITE_NULL
+						? -1
+						: sqlite3_column_int64(st, 3),
+				.crcs = (const unsigned char *)&le,
+			};
+			if (run.data_off < 0 &&
+			    sqlite3_column_int64(st, 4) != zero_crc)
 				problem(report, bad,
 					"zero chunk %llu (seq %lld) has a "
 					"wrong checksum",
-					(unsigned long long)c, seq);
+					(unsigned long long)run.chunk,
+					(long long)run.seq);
+		} else if (run_read(st, &run)) {
+			problem(report, bad,
+				"a damaged run at chunk %llu (seq %lld)",
+				(unsigned long long)sqlite3_column_int64(st, 0),
+				(long long)sqlite3_column_int64(st, 1));
 			continue;
 		}
-		off = sqlite3_column_int64(st, 2);
-		if (!chunk_fits(off, cs, data_size)) {
-			problem(report, bad,
-				"chunk %llu (seq %lld) points at data offset "
-				"%lld, outside the data file or unaligned",
-				(unsigned long long)c, seq, (long long)off);
-			continue;
-		}
-		if (off == prev_off)
-			problem(report, bad,
-				"chunk %llu (seq %lld) shares data offset %lld "
-				"with another entry",
-				(unsigned long long)c, seq, (long long)off);
-		prev_off = off;
-		if (pread(data_fd, buf, cs, off) != (ssize_t)cs)
-			problem(report, bad,
-				"chunk %llu (seq %lld): cannot read data "
-				"offset %lld",
-				(unsigned long long)c, seq, (long long)off);
-		else if (crc32c(buf, cs) != crc)
-			problem(report, bad,
-				"chunk %llu (seq %lld) at data offset %lld "
-				"fails its checksum",
-				(unsigned long long)c, seq, (long long)off);
+		*ncopies += run.n;
+		check_run(&run, data_fd, data_size, cs, zero_crc, image_size,
+			  buf, &prev_end, report, bad);
 	}
 	if (rc != SQLITE_DONE)
-		problem(report, bad, "chunk index unreadable: %s",
+		problem(report, bad, "index of copies unreadable: %s",
 			sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 out:
@@ -164,7 +207,7 @@ static int copy_index(const char *dir, char *tmpdir, size_t len)
 int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 {
 	char path[STORE_PATH_MAX], tmpdir[64] = "";
-	uint64_t cs = 0, image_size = 0, nrows = 0;
+	uint64_t cs = 0, image_size = 0, nrows = 0, format = 0;
 	unsigned bad = 0;
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st;
@@ -231,6 +274,14 @@ int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 	sqlite3_finalize(st);
 	if (bad)
 		goto out;
+	if (index_meta_get_u64(db, "format", &format) || format < 1 ||
+	    format > STORE_FORMAT) {
+		problem(report, &bad,
+			"index format %llu, this snapfs reads 1 "
+			"to %d",
+			(unsigned long long)format, STORE_FORMAT);
+		goto out;
+	}
 	if (index_meta_get_u64(db, "chunk_size", &cs) ||
 	    !options_unit_valid(cs) ||
 	    index_meta_get_u64(db, "image_size", &image_size) || !image_size) {
@@ -246,8 +297,8 @@ int store_check(const char *dir, FILE *report, char *why, size_t why_len)
 		problem(report, &bad, "data file: %s", strerror(errno));
 		goto out;
 	}
-	check_chunks(db, data_fd, (uint64_t)dst.st_size, cs, image_size, report,
-		     &bad, &nrows);
+	check_chunks(db, format, data_fd, (uint64_t)dst.st_size, cs, image_size,
+		     report, &bad, &nrows);
 out:
 	if (!bad)
 		fprintf(report,

@@ -114,19 +114,61 @@ static int write_batch_data(struct store *s, struct commit_waiter *batch)
 	return r == -ENOSPC ? r : r ? -EIO : 0;
 }
 
+static int cmp_row_run(const void *a, const void *b)
+{
+	const struct chunk_row *x = *(const struct chunk_row *const *)a;
+	const struct chunk_row *y = *(const struct chunk_row *const *)b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return (x->chunk_idx > y->chunk_idx) - (x->chunk_idx < y->chunk_idx);
+}
+
 /*
- * Inserts and commits a group of waiters' rows; db_lock held.  A row for
- * a (chunk, seq) that has one already (a chain that lost its fresh bits,
- * say after a failed reload, preserves again) is not inserted: the first
- * copy holds the bytes of the instant, the new one later bytes.  Its slot
- * goes back to the map once the rest commits, with a warning.
+ * Inserts a group's rows as runs (sorted by seq and chunk, so that the
+ * copies of one batch, or of consecutive batches, in consecutive slots
+ * become one run), and its words; db_lock held, in a transaction.
+ */
+static int insert_batch(struct store *s, struct commit_waiter *batch,
+			struct i64_array *dup)
+{
+	const struct chunk_row **v = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	for (struct commit_waiter *w = batch; w; w = w->next)
+		n += w->n;
+	if (n) {
+		v = malloc(n * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		n = 0;
+		for (struct commit_waiter *w = batch; w; w = w->next)
+			for (size_t i = 0; i < w->n; i++)
+				v[n++] = &w->rows[i];
+		qsort(v, n, sizeof(*v), cmp_row_run);
+		r = store_insert_rows(s, v, n, dup);
+		free(v);
+	}
+	for (struct commit_waiter *w = batch; w && !r; w = w->next)
+		for (size_t i = 0; i < w->nwords && !r; i++)
+			r = store_insert_word(s, w->gen, &w->words[i]);
+	return r;
+}
+
+/*
+ * Writes, syncs, inserts and commits a group of waiters' rows; db_lock
+ * held.  A row for a (chunk, seq) that has a copy already (a chain that
+ * lost its fresh bits, say after a failed reload, preserves again) is not
+ * inserted: the first copy holds the bytes of the instant, the new one
+ * later bytes.  Its slot goes back to the map once the rest commits, with
+ * a warning.
  */
 static int commit_batch(struct store *s, struct commit_waiter *batch)
 {
 	struct i64_array dup = { 0 };
-	int rc, r;
-
 	bool has_rows = false;
+	int r;
 
 	for (struct commit_waiter *w = batch; w; w = w->next)
 		has_rows |= w->n > 0;
@@ -148,35 +190,7 @@ static int commit_batch(struct store *s, struct commit_waiter *batch)
 	r = index_tx_begin(s->db);
 	if (r)
 		return r;
-	for (struct commit_waiter *w = batch; w && !r; w = w->next) {
-		for (size_t i = 0; i < w->n && !r; i++) {
-			const struct chunk_row *row = &w->rows[i];
-
-			sqlite3_bind_int64(s->ins_chunk, 1,
-					   (int64_t)row->chunk_idx);
-			sqlite3_bind_int64(s->ins_chunk, 2, row->seq);
-			if (row->data_off < 0)
-				sqlite3_bind_null(s->ins_chunk, 3);
-			else
-				sqlite3_bind_int64(s->ins_chunk, 3,
-						   row->data_off);
-			sqlite3_bind_int64(s->ins_chunk, 4, row->crc);
-			rc = sqlite3_step(s->ins_chunk);
-			sqlite3_reset(s->ins_chunk);
-			if (rc != SQLITE_DONE) {
-				r = index_err(s->db, rc, "insert chunk");
-			} else if (!sqlite3_changes(s->db)) {
-				log_warn("store: chunk %llu has a copy for "
-					 "seq %lld already: the first is kept",
-					 (unsigned long long)row->chunk_idx,
-					 (long long)row->seq);
-				if (row->data_off >= 0)
-					r = i64_array_push(&dup, row->data_off);
-			}
-		}
-		for (size_t i = 0; i < w->nwords && !r; i++)
-			r = store_insert_word(s, w->gen, &w->words[i]);
-	}
+	r = insert_batch(s, batch, &dup);
 	r = index_tx_end(s->db, r, "index.commit");
 	if (!r)
 		store_slots_release(s, dup.v, dup.n);

@@ -37,11 +37,6 @@ static const char schema[] =
 	" uuid TEXT NOT NULL UNIQUE, created_ns INTEGER NOT NULL,"
 	" generation INTEGER NOT NULL, size INTEGER NOT NULL,"
 	" deleted INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE chunks(chunk_idx INTEGER NOT NULL, seq INTEGER NOT NULL,"
-	" data_off INTEGER, crc INTEGER NOT NULL,"
-	" PRIMARY KEY(chunk_idx, seq)) WITHOUT ROWID;"
-	"CREATE INDEX chunks_by_seq ON chunks(seq);"
-	"CREATE UNIQUE INDEX chunks_by_off ON chunks(data_off);"
 	"CREATE TABLE events(id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL,"
 	" kind TEXT NOT NULL, detail TEXT NOT NULL);"
 	"CREATE TABLE generations(gen INTEGER PRIMARY KEY,"
@@ -50,6 +45,14 @@ static const char schema[] =
 	" dropped INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE cbt(gen INTEGER NOT NULL, word INTEGER NOT NULL,"
 	" bits INTEGER NOT NULL, PRIMARY KEY(gen, word)) WITHOUT ROWID;";
+
+/* The preserved copies (store_runs.c), also made by a migration. */
+const char index_runs_schema[] =
+	"CREATE TABLE runs(class INTEGER NOT NULL, chunk_idx INTEGER NOT NULL,"
+	" seq INTEGER NOT NULL, n INTEGER NOT NULL, data_off INTEGER,"
+	" crcs BLOB, PRIMARY KEY(class, chunk_idx, seq)) WITHOUT ROWID;"
+	"CREATE INDEX runs_by_seq ON runs(seq);"
+	"CREATE UNIQUE INDEX runs_by_off ON runs(data_off);";
 
 /* Maps an SQLite result to -errno, logging what SQLite said. */
 int index_err(sqlite3 *db, int rc, const char *what)
@@ -268,9 +271,13 @@ int store_prepare(struct store *s)
 
 	rc = sqlite3_prepare_v3(
 		s->db,
-		"INSERT INTO chunks(chunk_idx, seq, data_off, crc) "
-		"VALUES(?, ?, ?, ?) ON CONFLICT(chunk_idx, seq) DO NOTHING",
-		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_chunk, NULL);
+		"INSERT INTO runs(class, chunk_idx, seq, n, data_off, crcs) "
+		"VALUES(?, ?, ?, ?, ?, ?)",
+		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_run, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(s->db, run_overlap_sql, -1,
+					SQLITE_PREPARE_PERSISTENT,
+					&s->find_runs_w, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(s->db, rc, "prepare insert");
 	rc = sqlite3_prepare_v3(
@@ -280,11 +287,8 @@ int store_prepare(struct store *s)
 		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_word, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(s->db, rc, "prepare bitmap insert");
-	rc = sqlite3_prepare_v3(
-		s->rdb,
-		"SELECT chunk_idx, min(seq), data_off, crc FROM chunks WHERE "
-		"chunk_idx BETWEEN ?1 AND ?2 AND seq>=?3 GROUP BY chunk_idx",
-		-1, SQLITE_PREPARE_PERSISTENT, &s->find_copy, NULL);
+	rc = sqlite3_prepare_v3(s->rdb, run_overlap_sql, -1,
+				SQLITE_PREPARE_PERSISTENT, &s->find_runs, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(s->rdb, rc, "prepare lookup");
 	return 0;
@@ -305,6 +309,8 @@ int store_init_schema(struct store *s, sqlite3 *db,
 	if (r)
 		return r;
 	r = index_exec(db, schema);
+	if (!r)
+		r = index_exec(db, index_runs_schema);
 	if (!r)
 		r = index_meta_set_u64(db, "format", STORE_FORMAT);
 	if (!r)

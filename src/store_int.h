@@ -8,7 +8,9 @@
  *   store_index.c   SQLite glue: errors, transactions, meta, events
  *   store_slots.c   the slot map, reservations, free space, the limit
  *   store_commit.c  the group commit and its write ordering
+ *   store_runs.c    runs: how copies are rows (classes, checksums)
  *   store_chunks.c  copy lookup, the purge rule, diff bytes
+ *   store_migrate.c older formats brought to this one at open
  *   store_rows.c    snapshot and generation rows, bitmap words
  *   store_check.c   the offline check
  *   store_vfs.c     the power-loss tests' SQLite VFS
@@ -27,8 +29,12 @@
 #include <stdio.h>
 
 #include "snapfs/store.h"
+#include "array.h"
 
-#define STORE_FORMAT 1
+/* The index's format: 1 had a row per copied chunk, 2 a row per run of
+ * them (store_runs.c).  A store of format 1 is migrated at open; a newer
+ * one is refused. */
+#define STORE_FORMAT 2
 /* Room for a store file's path: the directory and a name. */
 #define STORE_PATH_MAX 4200
 
@@ -43,6 +49,8 @@ struct store {
 	/* Fixed at open, but info.generation: written under db_lock by
 	 * store_add_snapshot. */
 	struct store_info info;
+	uint64_t format; /* the index's format found at open */
+	uint32_t zero_crc; /* crc32c of a chunk of zeros */
 
 	/* The group commit's leader, db_lock held: O_DIRECT where it pays,
 	 * data_fd once the device refuses direct writes. */
@@ -50,12 +58,13 @@ struct store {
 
 	pthread_mutex_t db_lock;
 	sqlite3 *db; /* db_lock: the write connection */
-	sqlite3_stmt *ins_chunk; /* db_lock */
+	sqlite3_stmt *ins_run; /* db_lock */
+	sqlite3_stmt *find_runs_w; /* db_lock: runs overlapping a range */
 	sqlite3_stmt *ins_word; /* db_lock */
 
 	pthread_mutex_t rdb_lock;
 	sqlite3 *rdb; /* rdb_lock: reads of the hot path */
-	sqlite3_stmt *find_copy; /* rdb_lock */
+	sqlite3_stmt *find_runs; /* rdb_lock: runs overlapping a range */
 
 	/* The slot map and space accounting, all under slot_lock. */
 	pthread_mutex_t slot_lock;
@@ -123,6 +132,7 @@ int index_meta_set(sqlite3 *db, const char *key, const char *value);
 int index_meta_set_u64(sqlite3 *db, const char *key, uint64_t v);
 bool index_has_wal(const char *path);
 int index_open_ro(const char *path, sqlite3 **db);
+extern const char index_runs_schema[];
 int store_connect(struct store *s, char *err, size_t err_len);
 int store_prepare(struct store *s);
 int store_init_schema(struct store *s, sqlite3 *db,
@@ -137,6 +147,35 @@ void store_iolog_setup(void);
 /* store_slots.c */
 int store_load_slots(struct store *s);
 void store_slots_release(struct store *s, const int64_t *offs, size_t n);
+
+/* store_runs.c: runs of copies, as rows (the note there).  Caller holds
+ * the lock of the connection named. */
+#define RUN_MAX 256 /* chunks in one run at most */
+#define RUN_CLASSES 5 /* runs of 1, 2..4, 5..16, 17..64, 65..256 */
+
+struct run {
+	uint64_t chunk; /* the first */
+	int64_t seq;
+	uint32_t n; /* chunks, 1..RUN_MAX */
+	int64_t data_off; /* the first chunk's slot; -1: zeros, no slots */
+	const unsigned char *crcs; /* n little-endian crc32c; NULL: zeros */
+};
+
+unsigned run_class(uint32_t n);
+uint32_t run_crc(const struct run *r, uint32_t i, uint32_t zero_crc);
+extern const char run_overlap_sql[];
+int run_read(sqlite3_stmt *st, struct run *out);
+int run_scan(sqlite3 *db, sqlite3_stmt *st, uint64_t first, uint64_t last,
+	     int64_t seq_lo, int64_t seq_hi,
+	     int (*fn)(void *arg, const struct run *r), void *arg);
+int run_insert(struct store *s, const struct run *r);
+int run_delete(struct store *s, const struct run *r);
+int store_insert_rows(struct store *s, const struct chunk_row *const *rows,
+		      size_t n, struct i64_array *dup);
+
+/* store_migrate.c: brings an index of an older format to STORE_FORMAT;
+ * db_lock held, before anything else reads it. */
+int store_migrate(struct store *s, uint64_t from, char *err, size_t err_len);
 
 /* store_rows.c */
 int store_insert_word(struct store *s, uint64_t gen, const struct cbt_word *w);

@@ -55,9 +55,9 @@ static int slot_set(struct store *s, uint64_t i, bool used)
 }
 
 /*
- * Rebuilds the slot map from the index: a slot is used iff a row names
- * it.  A row naming a place outside the data file, unaligned, or taken
- * by another row is damage: -EIO.
+ * Rebuilds the slot map from the index: a slot is used iff a run covers
+ * it.  A run covering a place outside the data file, unaligned, or taken
+ * by another run is damage: -EIO.
  */
 int store_load_slots(struct store *s)
 {
@@ -69,23 +69,37 @@ int store_load_slots(struct store *s)
 	if (fstat(s->data_fd, &st) < 0)
 		return -errno;
 	rc = sqlite3_prepare_v2(
-		s->db, "SELECT data_off FROM chunks WHERE data_off IS NOT NULL",
-		-1, &st_rows, NULL);
+		s->db,
+		"SELECT data_off, n FROM runs WHERE data_off IS NOT NULL", -1,
+		&st_rows, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(s->db, rc, "prepare slot scan");
 	while (!r && (rc = sqlite3_step(st_rows)) == SQLITE_ROW) {
 		int64_t off = sqlite3_column_int64(st_rows, 0);
-		uint64_t i = (uint64_t)off / cs;
+		int64_t n = sqlite3_column_int64(st_rows, 1);
 
-		if (!chunk_fits(off, cs, (uint64_t)st.st_size) ||
-		    (i < s->nslots && (s->slot_used[i / 64] >> (i % 64) & 1))) {
-			log_error("store: a chunk row names data offset %lld, "
-				  "outside the data file, unaligned or shared",
-				  (long long)off);
+		if (n < 1 || n > RUN_MAX) {
+			log_error("store: a run of %lld chunks at data offset "
+				  "%lld",
+				  (long long)n, (long long)off);
 			r = -EIO;
-			break;
 		}
-		r = slot_set(s, i, true);
+		for (int64_t k = 0; k < n && !r; k++) {
+			int64_t o = off + k * (int64_t)cs;
+			uint64_t i = (uint64_t)o / cs;
+
+			if (!chunk_fits(o, cs, (uint64_t)st.st_size) ||
+			    (i < s->nslots &&
+			     (s->slot_used[i / 64] >> (i % 64) & 1))) {
+				log_error("store: a run names data offset "
+					  "%lld, outside the data file, "
+					  "unaligned or shared",
+					  (long long)o);
+				r = -EIO;
+				break;
+			}
+			r = slot_set(s, i, true);
+		}
 	}
 	sqlite3_finalize(st_rows);
 	if (!r && rc != SQLITE_DONE && rc != SQLITE_ROW)

@@ -199,16 +199,17 @@ int store_find_copies(struct store *s, uint64_t first, uint64_t last,
 		      int64_t seq, struct chunk_row *rows);
 
 /*
- * Calls fn for every chunk that has copies, with its newest copy's seq;
- * stops at and returns fn's first non-zero result.  fn runs with the lock
- * of the store's write connection held, which every function that writes
- * or lists the index takes (and a slot allocation that records the 90%
- * event): fn may call only store_find_copy, store_find_copies,
- * store_for_each_cbt_word and the accessors (store_info, store_dir...).
+ * Calls fn for every preserved copy, with its chunk and the seq it was
+ * made under (a chunk with several copies comes once for each, in no
+ * order); stops at and returns fn's first non-zero result.  fn runs with
+ * the lock of the store's write connection held, which every function
+ * that writes or lists the index takes (and a slot allocation that
+ * records the 90% event): fn may call only store_find_copy,
+ * store_find_copies, store_for_each_cbt_word and the accessors
+ * (store_info, store_dir...).
  */
 int store_for_each_chunk(struct store *s,
-			 int (*fn)(void *arg, uint64_t chunk_idx,
-				   int64_t max_seq),
+			 int (*fn)(void *arg, uint64_t chunk_idx, int64_t seq),
 			 void *arg);
 
 /* Every snapshot row, oldest first, deleted ones included.  Caller frees

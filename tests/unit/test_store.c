@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "snapfs/crc32c.h"
 #include "snapfs/store.h"
 
 static char dir[64];
@@ -207,7 +208,7 @@ Test(store, a_row_pointing_outside_the_data_file_is_damage)
 	snprintf(path, sizeof(path), "%s/index.db", c.dir);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-		snprintf(sql, sizeof(sql), "UPDATE chunks SET data_off=%s",
+		snprintf(sql, sizeof(sql), "UPDATE runs SET data_off=%s",
 			 bad[i]);
 		cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL),
 			     SQLITE_OK);
@@ -548,4 +549,218 @@ Test(store, promised_slots_are_not_promised_again_when_space_is_looked_at)
 	cr_assert_gt(n, 0, "room for one slot at least");
 	store_slot_unreserve(s, n);
 	store_close(s, true);
+}
+
+/* Rows of the index's table of copies, counted through SQLite. */
+static int count_rows(const struct store_config *c, const char *where)
+{
+	char path[160], sql[160];
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/index.db", c->dir);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM runs WHERE %s", where);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+		     "%s", sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+Test(store, consecutive_copies_are_one_row_per_run)
+{
+	struct store_config c = config("s", 4096, 16 << 20, "file:1:2");
+	static struct chunk_row rows[900];
+	struct chunk_row got[8];
+	struct store *s;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	/* 600 chunks copied in order into consecutive slots, then 300 zero
+	 * chunks: ceil(600 / 256) + ceil(300 / 256) rows, not 900 */
+	for (int i = 0; i < 900; i++) {
+		rows[i] = (struct chunk_row){ .chunk_idx = (uint64_t)i,
+					      .seq = 1,
+					      .data_off = -1,
+					      .crc = (uint32_t)i };
+		if (i < 600)
+			cr_assert_eq(store_slot_alloc(s, &rows[i].data_off), 0);
+		else
+			rows[i].chunk_idx += 1000;
+	}
+	cr_assert_eq(store_commit_chunks(s, rows, 900), 0);
+	cr_assert_eq(count_rows(&c, "data_off IS NOT NULL"), 3);
+	cr_assert_eq(count_rows(&c, "data_off IS NULL"), 2);
+	/* each chunk still reads its own slot and checksum, across a run's
+	 * edge too */
+	cr_assert_eq(store_find_copies(s, 253, 260, 1, got), 0);
+	for (int i = 0; i < 8; i++) {
+		cr_assert_eq(got[i].seq, 1);
+		cr_assert_eq(got[i].data_off, rows[253 + i].data_off);
+		cr_assert_eq(got[i].crc, 253u + (unsigned)i);
+	}
+	cr_assert_eq(store_find_copies(s, 1897, 1904, 1, got), 0);
+	cr_assert_eq(got[2].data_off, -1);
+	cr_assert_eq(got[2].seq, 1);
+	cr_assert_eq(got[3].seq, -1, "chunk 1900 has no copy");
+	cr_assert_eq(store_bytes_used(s), 600 * 4096);
+	store_close(s, true);
+}
+
+Test(store, a_purge_splits_a_run_where_some_copies_lose_their_readers)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	static const char bytes[4096];
+	struct chunk_row early[2], run[8], got[8];
+	struct store_snapshot snap;
+	int64_t live[] = { 1 };
+	struct store *s;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 1; i <= 2; i++) {
+		memset(&snap, 0, sizeof(snap));
+		snprintf(snap.uuid, sizeof(snap.uuid), "u%d", i);
+		cr_assert_eq(store_add_snapshot(s, &snap), 0);
+	}
+	/* chunks 2 and 3 copied while snapshot 1 was the newest, then all
+	 * of 0..7 in one run while snapshot 2 was */
+	for (int i = 0; i < 2; i++) {
+		early[i] = (struct chunk_row){ 2 + (uint64_t)i, 1, -1,
+					       100 + (uint32_t)i, bytes };
+		cr_assert_eq(store_slot_alloc(s, &early[i].data_off), 0);
+	}
+	cr_assert_eq(store_commit_chunks(s, early, 2), 0);
+	for (int i = 0; i < 8; i++) {
+		run[i] = (struct chunk_row){ (uint64_t)i, 2, -1, (uint32_t)i,
+					     bytes };
+		cr_assert_eq(store_slot_alloc(s, &run[i].data_off), 0);
+	}
+	cr_assert_eq(store_commit_chunks(s, run, 8), 0);
+	cr_assert_eq(count_rows(&c, "seq = 2"), 1);
+
+	/* Snapshot 2 goes: snapshot 1 reads its own copies of 2 and 3 and
+	 * run's copies of the rest, so run loses chunks 2 and 3 only. */
+	cr_assert_eq(store_purge_snapshot(s, 2, live, 1), 0);
+	cr_assert_eq(count_rows(&c, "seq = 2"), 2, "split in two");
+	cr_assert_eq(store_bytes_used(s), 8 * 4096);
+	cr_assert_eq(store_find_copies(s, 0, 7, 1, got), 0);
+	for (int i = 0; i < 8; i++) {
+		const struct chunk_row *want =
+			i == 2 || i == 3 ? &early[i - 2] : &run[i];
+
+		cr_assert_eq(got[i].seq, want->seq, "chunk %d", i);
+		cr_assert_eq(got[i].data_off, want->data_off, "chunk %d", i);
+		cr_assert_eq(got[i].crc, want->crc, "chunk %d", i);
+	}
+	store_close(s, true);
+	/* the freed slots are free at the next open too */
+	c.chunk_size = 0;
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(store_bytes_used(s), 8 * 4096);
+	store_close(s, true);
+}
+
+/* Runs SQL on a closed store's index. */
+static void index_sql(const struct store_config *c, const char *sql)
+{
+	char path[160];
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/index.db", c->dir);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+		     sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+Test(store, a_store_of_format_1_is_migrated_at_open)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct store_event *ev;
+	struct chunk_row got[8];
+	char err[256], sql[512];
+	unsigned char buf[4096];
+	uint32_t crc[4];
+	struct store *s;
+	FILE *report;
+	size_t nev;
+	char *text;
+	size_t len;
+
+	/* A store as snapfs 0.1.0 left it: a row per copied chunk.  Chunks
+	 * 3..5 of seq 1 in slots 0..2, chunk 9 of seq 1 all zeros, chunk 3
+	 * of seq 2 in slot 3. */
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 4; i++) {
+		memset(buf, 'a' + i, sizeof(buf));
+		cr_assert_eq(
+			pwrite(store_data_fd(s), buf, sizeof(buf), i * 4096),
+			4096);
+		crc[i] = crc32c(buf, sizeof(buf));
+	}
+	store_close(s, true);
+	memset(buf, 0, sizeof(buf));
+	snprintf(sql, sizeof(sql),
+		 "DROP TABLE runs;"
+		 "CREATE TABLE chunks(chunk_idx INTEGER NOT NULL, seq INTEGER "
+		 "NOT NULL, data_off INTEGER, crc INTEGER NOT NULL, PRIMARY "
+		 "KEY(chunk_idx, seq)) WITHOUT ROWID;"
+		 "INSERT INTO chunks VALUES(3, 1, 0, %u), (4, 1, 4096, %u),"
+		 " (5, 1, 8192, %u), (9, 1, NULL, %u), (3, 2, 12288, %u);"
+		 "UPDATE meta SET value=1 WHERE key='format';",
+		 crc[0], crc[1], crc[2], crc32c(buf, sizeof(buf)), crc[3]);
+	index_sql(&c, sql);
+	report = open_memstream(&text, &len);
+	cr_assert_eq(store_check(c.dir, report, err, sizeof(err)), 0, "%s",
+		     err);
+	fclose(report);
+	free(text);
+
+	c.chunk_size = 0;
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(store_bytes_used(s), 4 * 4096);
+	cr_assert_eq(store_find_copies(s, 2, 9, 1, got), 0);
+	cr_assert_eq(got[0].seq, -1);
+	for (int i = 1; i <= 3; i++) {
+		cr_assert_eq(got[i].seq, 1);
+		cr_assert_eq(got[i].data_off, (i - 1) * 4096);
+		cr_assert_eq(got[i].crc, crc[i - 1]);
+	}
+	cr_assert_eq(got[7].seq, 1);
+	cr_assert_eq(got[7].data_off, -1);
+	cr_assert_eq(store_find_copy(s, 3, 2, &got[0]), 0);
+	cr_assert_eq(got[0].data_off, 12288);
+	cr_assert_eq(got[0].crc, crc[3]);
+	cr_assert_eq(store_list_events(s, 10, &ev, &nev), 0);
+	cr_assert(nev > 0 && !strcmp(ev[nev - 1].kind, "migrated"));
+	free(ev);
+	store_close(s, true);
+	cr_assert_eq(count_rows(&c, "1"), 3, "chunks 3..5 are one run");
+	report = open_memstream(&text, &len);
+	cr_assert_eq(store_check(c.dir, report, err, sizeof(err)), 0, "%s",
+		     err);
+	fclose(report);
+	free(text);
+}
+
+Test(store, a_store_of_a_newer_format_is_refused_and_left_alone)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	unsigned long before;
+	struct store *s;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	store_close(s, true);
+	index_sql(&c, "UPDATE meta SET value=3 WHERE key='format'");
+	before = dir_sum("s");
+	cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "format 3 is newer"), "%s", err);
+	cr_assert_null(strchr(err, '\n'));
+	cr_assert_eq(dir_sum("s"), before);
 }
