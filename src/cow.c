@@ -9,11 +9,17 @@
  * in between, so a snapshot S reads, chunk by chunk, the oldest copy at
  * or after S, or the live chunk when there is none.
  *
- * In memory, two bits per chunk keep the hot paths off SQLite:
+ * In memory, two bits per chunk keep the hot paths off SQLite, and are
+ * all the memory that grows with the image:
  *   preserved  some copy of the chunk exists (else every snapshot reads it
  *              live, decided without a lookup);
  *   fresh      a copy at or after the newest snapshot exists (a write needs
- *              no preservation, decided without a lookup or a lock).
+ *              no preservation, decided without a lookup or a lock).  A
+ *              new snapshot forgets them all by a new epoch; a page of
+ *              them (FRESH_PAGE_BITS) counts only while it is of the
+ *              current epoch, and is cleared when its first bit is set
+ *              in a new one (fresh_set), so that a snapshot of 1 TiB at
+ *              4 KiB chunks does not clear 32 MiB of bits.
  * Invariant: fresh implies preserved, and fresh implies that no snapshot
  * reads the chunk live, so a write to a fresh chunk races with no reader.
  *
@@ -23,9 +29,10 @@
  * files share cow_int.h.  Its answer promises that the
  * preservation will find room, so a queued write first reserves a store
  * slot for each chunk it must preserve, once per chunk however many
- * queued writes touch it; a third bit per chunk holds that promise:
+ * queued writes touch it; a set of chunks (chunkset.h, as small as the
+ * queue) holds those promises:
  *   promised   a store slot is reserved for the chunk's preservation.
- *              Set by the queued write that reserved it (atomically, no
+ *              Added by the queued write that reserved it (the set's own
  *              lock); taken, under the chunk's stripe lock, by the first
  *              preservation of the chunk that succeeds, which uses the
  *              slot or gives it back (a zero chunk needs none), or that
@@ -85,6 +92,37 @@
 /* A discard takes the instant lock for this much at a time (cow_discard). */
 #define DISCARD_PIECE (64ull << 20)
 
+void fresh_set(struct cow *c, uint64_t i)
+{
+	uint64_t p = i / FRESH_PAGE_BITS;
+	uint64_t e = __atomic_load_n(&c->epoch, __ATOMIC_RELAXED);
+
+	if (__atomic_load_n(&c->fresh_epoch[p], __ATOMIC_ACQUIRE) != e) {
+		pthread_mutex_t *l = &c->fresh_locks[p % FRESH_LOCKS];
+
+		pthread_mutex_lock(l);
+		if (__atomic_load_n(&c->fresh_epoch[p], __ATOMIC_RELAXED) !=
+		    e) {
+			size_t w = (size_t)p * (FRESH_PAGE_BITS / 64);
+			size_t nw = words(c->nchunks) - w;
+
+			if (nw > FRESH_PAGE_BITS / 64)
+				nw = FRESH_PAGE_BITS / 64;
+			/* no reader looks at these bits before the epoch */
+			memset(c->fresh + w, 0, nw * sizeof(uint64_t));
+			__atomic_store_n(&c->fresh_epoch[p], e,
+					 __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(l);
+	}
+	bit_set(c->fresh, i);
+}
+
+void fresh_reset(struct cow *c)
+{
+	__atomic_store_n(&c->epoch, c->epoch + 1, __ATOMIC_RELAXED);
+}
+
 /* One preserved copy, at open or after the newest snapshot went away:
  * fresh when made under the newest snapshot or a later one. */
 static int load_chunk(void *arg, uint64_t chunk_idx, int64_t seq)
@@ -95,7 +133,7 @@ static int load_chunk(void *arg, uint64_t chunk_idx, int64_t seq)
 		return 0; /* cannot happen: the image size is checked */
 	bit_set(c->preserved, chunk_idx);
 	if (c->newest && seq >= c->newest)
-		bit_set(c->fresh, chunk_idx);
+		fresh_set(c, chunk_idx);
 	return 0;
 }
 
@@ -117,9 +155,12 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	c->nchunks = (c->size + c->cs - 1) / c->cs;
 	c->newest = newest_seq;
 	c->fresh = calloc(words(c->nchunks), sizeof(uint64_t));
+	c->fresh_epoch =
+		calloc(c->nchunks / FRESH_PAGE_BITS + 1, sizeof(uint64_t));
+	c->epoch = 1; /* no page is of it: nothing is fresh */
 	c->preserved = calloc(words(c->nchunks), sizeof(uint64_t));
-	c->promised = calloc(words(c->nchunks), sizeof(uint64_t));
-	if (!c->fresh || !c->preserved || !c->promised) {
+	chunkset_init(&c->promised);
+	if (!c->fresh || !c->fresh_epoch || !c->preserved) {
 		r = -ENOMEM;
 		goto err;
 	}
@@ -130,6 +171,8 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	pthread_rwlockattr_destroy(&attr);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_init(&c->stripes[i], NULL);
+	for (int i = 0; i < FRESH_LOCKS; i++)
+		pthread_mutex_init(&c->fresh_locks[i], NULL);
 	pthread_mutex_init(&c->room_lock, NULL);
 	uring_engine_add_file(io, b->fd);
 	uring_engine_add_file(io, store_data_fd(s));
@@ -145,8 +188,9 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	return 0;
 err:
 	free(c->fresh);
+	free(c->fresh_epoch);
 	free(c->preserved);
-	free(c->promised);
+	chunkset_destroy(&c->promised);
 	free(c);
 	return r;
 }
@@ -161,10 +205,13 @@ void cow_destroy(struct cow *c)
 	pthread_rwlock_destroy(&c->instant);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_destroy(&c->stripes[i]);
+	for (int i = 0; i < FRESH_LOCKS; i++)
+		pthread_mutex_destroy(&c->fresh_locks[i]);
 	pthread_mutex_destroy(&c->room_lock);
 	free(c->fresh);
+	free(c->fresh_epoch);
 	free(c->preserved);
-	free(c->promised);
+	chunkset_destroy(&c->promised);
 	free(c);
 }
 
@@ -231,7 +278,7 @@ static void cow_promise_again(struct cow *c, const struct chunk_row *rows,
 			continue;
 		spent--;
 		if (store_slot_reserve(c->s, 1)) {
-			bit_test_and_clear(c->promised, rows[i].chunk_idx);
+			chunkset_remove(&c->promised, rows[i].chunk_idx);
 			log_warn("cow: chunk %llu lost its promised slot",
 				 (unsigned long long)rows[i].chunk_idx);
 		}
@@ -268,11 +315,11 @@ int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	stripes_of(&set, chunks, n);
 	stripes_lock(c, &set, true);
 	for (i = 0; i < n; i++) {
-		bool p = bit_test(c->promised, chunks[i]);
+		bool p = chunkset_has(&c->promised, chunks[i]);
 
-		if (bit_test(c->fresh, chunks[i])) {
+		if (fresh_test(c, chunks[i])) {
 			/* preserved by one that did not use the promise */
-			if (p && bit_test_and_clear(c->promised, chunks[i]))
+			if (p && chunkset_remove(&c->promised, chunks[i]))
 				spare++;
 			continue;
 		}
@@ -339,13 +386,13 @@ int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	}
 	for (i = 0; i < k; i++) {
 		bit_set(c->preserved, rows[i].chunk_idx);
-		bit_set(c->fresh, rows[i].chunk_idx);
+		fresh_set(c, rows[i].chunk_idx);
 	}
 	__atomic_fetch_add(&c->preserved_count, k, __ATOMIC_RELAXED);
 	/* Only the promises read above: one made since is another's. */
 	for (i = 0; i < k; i++)
 		if (kept[i])
-			bit_test_and_clear(c->promised, rows[i].chunk_idx);
+			chunkset_remove(&c->promised, rows[i].chunk_idx);
 	spare += zeros;
 out:
 	if (r && spent)
@@ -376,7 +423,7 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
 	if (!c->newest)
 		return 0;
 	for (i = off / c->cs; i <= last; i++) {
-		if (bit_test(c->fresh, i))
+		if (fresh_test(c, i))
 			continue;
 		chunks[n++] = i;
 		if (n == COW_BATCH_CHUNKS) {
@@ -428,9 +475,7 @@ static void cow_drop_stranded(struct cow *c)
 
 	if (!__atomic_exchange_n(&c->stranded, false, __ATOMIC_RELAXED))
 		return;
-	for (size_t w = 0; w < words(c->nchunks); w++)
-		n += (uint64_t)__builtin_popcountll(__atomic_exchange_n(
-			&c->promised[w], 0, __ATOMIC_ACQ_REL));
+	n = chunkset_clear(&c->promised);
 	if (n) {
 		store_slot_unreserve(c->s, n);
 		log_info(
@@ -471,7 +516,7 @@ static int cow_reload_fresh(struct cow *c)
 {
 	int r;
 
-	memset(c->fresh, 0, words(c->nchunks) * sizeof(uint64_t));
+	fresh_reset(c);
 	r = store_for_each_chunk(c->s, load_chunk, c);
 	__atomic_store_n(&c->fresh_unknown, r != 0, __ATOMIC_RELEASE);
 	if (r)
@@ -718,7 +763,7 @@ int cow_set_newest(struct cow *c, int64_t newest_seq)
 	c->newest = newest_seq;
 	if (newest_seq > old) {
 		/* nothing is fresh for a new snapshot: the bits are known */
-		memset(c->fresh, 0, words(c->nchunks) * sizeof(uint64_t));
+		fresh_reset(c);
 		__atomic_store_n(&c->fresh_unknown, false, __ATOMIC_RELEASE);
 		return 0;
 	}

@@ -62,7 +62,7 @@ static void cow_drop_promises(struct cow *c, uint64_t first, uint64_t last,
 		if (!mask_test(mask, ch - first))
 			continue;
 		pthread_rwlock_wrlock(st);
-		n += bit_test_and_clear(c->promised, ch);
+		n += chunkset_remove(&c->promised, ch);
 		pthread_rwlock_unlock(st);
 	}
 	if (n)
@@ -78,14 +78,14 @@ int cow_write_behind(struct cow *c, const void *buf, size_t len, uint64_t off)
 
 	if (c->newest)
 		for (i = first; i <= last; i++)
-			need += !bit_test(c->fresh, i);
+			need += !fresh_test(c, i);
 	if (!need && !behind_maybe_queued(c->behind, off, len))
 		return WRITE_DIRECT;
 	if (len > BEHIND_MAX_WRITE)
 		return WRITE_SYNC;
 	assert(last - first < WRITE_CHUNKS_MAX);
 	for (i = first; need && i <= last; i++)
-		if (!bit_test(c->fresh, i) && !bit_test(c->promised, i)) {
+		if (!fresh_test(c, i) && !chunkset_has(&c->promised, i)) {
 			mine[(i - first) / 64] |= 1ull << ((i - first) % 64);
 			k++;
 		}
@@ -97,13 +97,26 @@ int cow_write_behind(struct cow *c, const void *buf, size_t len, uint64_t off)
 		return r;
 	}
 	/* Before the write is queued, so that its batch takes them. */
-	for (i = first; k && i <= last; i++)
-		if (mask_test(mine, i - first) &&
-		    bit_test_and_set(c->promised, i)) {
-			/* promised by another writer meanwhile */
+	for (i = first; k && i <= last; i++) {
+		if (!mask_test(mine, i - first))
+			continue;
+		r = chunkset_add(&c->promised, i);
+		if (r) /* promised by another writer meanwhile, or no memory */
 			mine[(i - first) / 64] &= ~(1ull << ((i - first) % 64));
+		if (r == 1)
 			twice++;
+		if (r < 0) {
+			/* no promise for every chunk: not queued; the
+			 * synchronous path preserves first */
+			uint64_t rest = 1, j;
+
+			for (j = i + 1; j <= last; j++)
+				rest += mask_test(mine, j - first);
+			store_slot_unreserve(c->s, twice + rest);
+			cow_drop_promises(c, first, i, mine);
+			return WRITE_SYNC;
 		}
+	}
 	if (twice)
 		store_slot_unreserve(c->s, twice);
 	r = behind_queue(c->behind, buf, len, off);
@@ -160,8 +173,8 @@ static int cow_batch_prepare(void *arg, unsigned w,
 	for (i = 0; i < n && c->newest; i++)
 		for (ch = v[i]->off / c->cs;
 		     ch <= (v[i]->off + v[i]->len - 1) / c->cs; ch++)
-			if (!bit_test(c->fresh, ch) ||
-			    bit_test(c->promised, ch))
+			if (!fresh_test(c, ch) ||
+			    chunkset_has(&c->promised, ch))
 				chunks[nc++] = ch;
 	qsort(chunks, nc, sizeof(*chunks), array_cmp_u64);
 	for (i = j = 0; i < nc; i++)

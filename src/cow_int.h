@@ -19,8 +19,14 @@
 #include "snapfs/cbt.h"
 #include "snapfs/cow.h"
 #include "snapfs/store.h"
+#include "chunkset.h"
 
 #define NSTRIPES 1024
+/* The fresh bits are reset a page at a time, lazily (fresh_set): a new
+ * snapshot costs an epoch, not a pass over a bit per chunk of the image
+ * (32 MiB at 1 TiB and 4 KiB chunks). */
+#define FRESH_PAGE_BITS 32768
+#define FRESH_LOCKS 64
 
 struct cow {
 	struct backing *b;
@@ -30,9 +36,13 @@ struct cow {
 	uint64_t size;
 	uint32_t cs;
 	uint64_t nchunks;
-	uint64_t *fresh;
+	uint64_t *fresh; /* a bit per chunk, valid for a page of them
+			    only while its fresh_epoch is epoch */
+	uint64_t *fresh_epoch; /* per FRESH_PAGE_BITS chunks */
+	uint64_t epoch; /* changes with instant held exclusive */
+	pthread_mutex_t fresh_locks[FRESH_LOCKS]; /* a page's reset */
 	uint64_t *preserved;
-	uint64_t *promised;
+	struct chunkset promised; /* chunks promised a store slot */
 	int64_t newest; /* changes only with instant held exclusive */
 	int (*make_room)(void *arg); /* on_full=drop-oldest, else NULL */
 	void *make_room_arg;
@@ -59,6 +69,22 @@ static inline void bit_set(uint64_t *m, uint64_t i)
 {
 	__atomic_fetch_or(&m[i / 64], 1ull << (i % 64), __ATOMIC_RELEASE);
 }
+
+/* Whether chunk i has a copy at or after the newest snapshot. */
+static inline bool fresh_test(struct cow *c, uint64_t i)
+{
+	uint64_t e = __atomic_load_n(&c->epoch, __ATOMIC_RELAXED);
+
+	if (__atomic_load_n(&c->fresh_epoch[i / FRESH_PAGE_BITS],
+			    __ATOMIC_ACQUIRE) != e)
+		return false;
+	return bit_test(c->fresh, i);
+}
+
+/* cow.c: marks chunk i fresh (its page reset first if of an older
+ * epoch); forgets every fresh bit at once.  See cow.c's note. */
+void fresh_set(struct cow *c, uint64_t i);
+void fresh_reset(struct cow *c);
 
 /* Sets bit i; true when it was set already. */
 static inline bool bit_test_and_set(uint64_t *m, uint64_t i)
