@@ -55,7 +55,7 @@ expect_refused "bad on_full" "on_full=explode" -- \
 	-o on_full=explode "$IMG" "$MNT"
 expect_refused "bad log_level" "log_level=loud" -- \
 	-o log_level=loud "$IMG" "$MNT"
-expect_refused "chunk_size differs from the store" "chunk_size is 65536" -- \
+expect_refused "chunk_size differs from the store" "chunk_size is 4096" -- \
 	-o chunk_size=128K "$IMG" "$MNT"
 expect_refused "cbt_block_size differs from the store" \
 	"cbt_block_size is 65536" -- -o cbt_block_size=4K "$IMG" "$MNT"

@@ -82,7 +82,7 @@ assert v[0]["diff_bytes"] == 4 << 20, v  # zeros take no space
 "$SNAPFSCTL" status "$MNT" --json | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-assert s["size"] == 48 << 20 and s["chunk_size"] == 65536, s
+assert s["size"] == 48 << 20 and s["chunk_size"] == 4096, s
 assert s["cbt_block_size"] == 65536 and s["generation"] == 2, s
 assert s["snapshots"] == 1 and s["diff_bytes"] == 4 << 20, s
 assert s["durability"] == "full" and s["clean_shutdown"] is True, s
