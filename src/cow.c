@@ -437,25 +437,63 @@ static int cow_preserve_range(struct cow *c, uint64_t off, uint64_t len,
 }
 
 /*
+ * The same for a discard or a zeroing of [off, off+len), but for the
+ * chunks that lie wholly in holes of the backing (SEEK_DATA): a snapshot
+ * that reads such a chunk live reads zeros, before and after, so it needs
+ * no copy (a whole-device discard of a sparse image preserves nothing).
+ * Where the backing cannot say (a block device), all of it is data.  A
+ * writer that puts data into such a chunk meanwhile preserves it first
+ * (it is not fresh), and finds zeros.
+ */
+static int cow_preserve_data(struct cow *c, uint64_t off, uint64_t len,
+			     struct cbt_pending *p)
+{
+	uint64_t end = off + len, pos = off;
+	int r = 0;
+
+	if (!c->newest)
+		return 0;
+	while (pos < end && !r) {
+		off_t d = lseek(c->b->fd, (off_t)pos, SEEK_DATA), h;
+
+		if (d < 0 && errno == ENXIO)
+			break; /* a hole to the end */
+		if (d < 0)
+			return cow_preserve_range(c, pos, end - pos, p);
+		if ((uint64_t)d >= end)
+			break;
+		h = lseek(c->b->fd, d, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h > end)
+			h = (off_t)end;
+		r = cow_preserve_range(c, (uint64_t)d, (uint64_t)(h - d), p);
+		pos = (uint64_t)h;
+	}
+	return r;
+}
+
+/*
  * Does what must be durable before a change of [off, off+len) may reach
  * the backing: with preserve, the preservation of every chunk a snapshot
  * still needs (after any queued write to them), and the changed-block
  * bits, in one commit where both are needed.  Caller holds instant
  * shared.
  */
-int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len, bool preserve)
+int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len,
+		       enum prepare how)
 {
 	struct cbt_pending p;
 	int r;
 
 	/* After the queued writes to these chunks, never before them. */
-	if (preserve && behind_maybe_queued(c->behind, off, len))
+	if (how != PREPARE_BITS && behind_maybe_queued(c->behind, off, len))
 		behind_wait(c->behind);
 	r = cbt_collect(c->cbt, off, len, &p);
 	if (r)
 		return r;
-	if (preserve)
+	if (how == PREPARE_WRITE)
 		r = cow_preserve_range(c, off, len, &p);
+	else if (how == PREPARE_DISCARD)
+		r = cow_preserve_data(c, off, len, &p);
 	if (!r && p.n && !p.committed)
 		r = store_commit(c->s, NULL, 0, p.gen, p.words, p.n);
 	if (!r)
@@ -572,7 +610,10 @@ static int cow_begin_change(struct cow *c, uint64_t off, uint64_t len,
 			return 0;
 		}
 		if (r > 0)
-			r = cow_prepare_change(c, off, len, r == WRITE_SYNC);
+			r = cow_prepare_change(c, off, len,
+					       r == WRITE_DIRECT ? PREPARE_BITS
+					       : buf		 ? PREPARE_WRITE
+						     : PREPARE_DISCARD);
 		if (r != -ENOSPC || !c->make_room)
 			return r;
 		pthread_rwlock_unlock(&c->instant);

@@ -91,7 +91,7 @@ int cow_write_behind(struct cow *c, const void *buf, size_t len, uint64_t off)
 		}
 	if (k && store_slot_reserve(c->s, k))
 		return WRITE_SYNC;
-	r = cow_prepare_change(c, off, len, false);
+	r = cow_prepare_change(c, off, len, PREPARE_BITS);
 	if (r) {
 		store_slot_unreserve(c->s, k);
 		return r;

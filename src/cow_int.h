@@ -155,10 +155,16 @@ static inline size_t clip(const struct cow *c, size_t len, uint64_t off)
 int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		 struct cbt_pending *bits, unsigned char *room);
 
-/* cow.c: prepares a change of [off, off+len): preserves first when
- * preserve, records the changed blocks.  Caller holds instant shared. */
+/* cow.c: prepares a change of [off, off+len): records the changed
+ * blocks, after preserving what `how` says.  Caller holds instant
+ * shared. */
+enum prepare {
+	PREPARE_BITS, /* only the changed blocks */
+	PREPARE_WRITE, /* and every chunk a snapshot still needs */
+	PREPARE_DISCARD, /* and those of them that hold data */
+};
 int cow_prepare_change(struct cow *c, uint64_t off, uint64_t len,
-		       bool preserve);
+		       enum prepare how);
 
 /* cow_behind.c: the write-behind workers' callbacks, and the chunks one
  * batch preserves at most. */

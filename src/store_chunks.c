@@ -315,6 +315,8 @@ int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 	r = index_tx_end(s->db, r, "index.purge");
 	if (r)
 		freed.n = 0;
+	else
+		store_compact(s);
 out:
 	sqlite3_finalize(del);
 	pthread_mutex_unlock(&s->db_lock);

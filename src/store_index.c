@@ -305,7 +305,11 @@ int store_init_schema(struct store *s, sqlite3 *db,
 	s->info.cbt_block_size = cfg->cbt_block_size
 					 ? cfg->cbt_block_size
 					 : OPT_DEFAULT_CBT_BLOCK_SIZE;
-	r = index_tx_begin(db);
+	/* Before any table: pages a purge frees go back to the file system
+	 * (store_compact), not into a free list. */
+	r = index_exec(db, "PRAGMA auto_vacuum=INCREMENTAL");
+	if (!r)
+		r = index_tx_begin(db);
 	if (r)
 		return r;
 	r = index_exec(db, schema);
@@ -334,6 +338,24 @@ int store_init_schema(struct store *s, sqlite3 *db,
 			      "VALUES(1, ?, 'first mount')",
 			      "i", now_ns());
 	return index_tx_end(db, r, NULL);
+}
+
+/*
+ * Gives the index's free pages back to the file system and empties the
+ * WAL into it, after a purge: a deleted snapshot leaves index.db and its
+ * WAL about as large as before it was taken, not as large as its copies
+ * made them.  db_lock held, no transaction open.  Best effort: a reader
+ * that holds the WAL makes the checkpoint stop short, which the next one
+ * finishes.
+ */
+void store_compact(struct store *s)
+{
+	if (sqlite3_exec(s->db, "PRAGMA incremental_vacuum", NULL, NULL,
+			 NULL) != SQLITE_OK ||
+	    sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL,
+			 NULL) != SQLITE_OK)
+		log_warn("store: compacting the index: %s",
+			 sqlite3_errmsg(s->db));
 }
 
 /*

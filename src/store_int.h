@@ -137,6 +137,7 @@ int store_connect(struct store *s, char *err, size_t err_len);
 int store_prepare(struct store *s);
 int store_init_schema(struct store *s, sqlite3 *db,
 		      const struct store_config *cfg);
+void store_compact(struct store *s);
 int index_list_rows(struct store *s, const char *sql, size_t elem,
 		    void (*fill)(sqlite3_stmt *st, void *e), void **out,
 		    size_t *n);
@@ -146,12 +147,16 @@ void store_iolog_setup(void);
 
 /* store_slots.c */
 int store_load_slots(struct store *s);
-void store_slots_release(struct store *s, const int64_t *offs, size_t n);
+void store_slots_release(struct store *s, int64_t *offs, size_t n);
 
 /* store_runs.c: runs of copies, as rows (the note there).  Caller holds
  * the lock of the connection named. */
-#define RUN_MAX 256 /* chunks in one run at most */
-#define RUN_CLASSES 5 /* runs of 1, 2..4, 5..16, 17..64, 65..256 */
+/* Chunks in one run at most: its checksums (512 bytes) and the rest of
+ * the row stay within what SQLite keeps in a 4 KiB page of an index
+ * b-tree (about 1000 bytes), where 256 of them (1 KiB) spilled each row
+ * to an overflow page of its own: 8 MB of index for 2 GiB of copies. */
+#define RUN_MAX 128
+#define RUN_CLASSES 5 /* runs of 1, 2..4, 5..16, 17..64, 65..128 */
 
 struct run {
 	uint64_t chunk; /* the first */

@@ -129,6 +129,11 @@ out:
 		return r;
 	}
 	s->format = STORE_FORMAT;
+	/* Stores of format 1 kept freed pages in a free list: from now on
+	 * they go back (store_compact), once the file is rebuilt so. */
+	if (index_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL") ||
+	    index_exec(s->db, "VACUUM"))
+		log_warn("store %s: the index keeps its free pages", s->dir);
 	store_add_event(s, "migrated",
 			"index format %llu brought to %d (chunk_size %u kept)",
 			(unsigned long long)from, STORE_FORMAT,

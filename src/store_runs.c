@@ -9,18 +9,18 @@
  *
  *   runs(class, chunk_idx, seq, n, data_off, crcs)
  *
- * chunk_idx is the first chunk, n the count (1..RUN_MAX), data_off the
- * first chunk's slot (NULL for zeros), crcs the n chunks' crc32c, four
- * bytes each, little-endian (NULL for zeros).  One batch of a sequential
- * overwrite is one row: N MiB overwritten under a snapshot add about N
- * rows at any chunk size, where a row a chunk would add N * 256 at 4 KiB.
+ * chunk_idx is the first chunk, n the count (1..RUN_MAX, 128), data_off
+ * the first chunk's slot (NULL for zeros), crcs the n chunks' crc32c,
+ * four bytes each, little-endian (NULL for zeros).  N MiB overwritten in
+ * order under a snapshot add about 2N rows at 4 KiB chunks (N / 8 at
+ * 64 KiB), where a row a chunk would add 256N.
  *
  * Runs of one seq never overlap (a chunk is copied once per seq; a second
  * copy is not inserted, see store_insert_rows); runs of different seqs
  * do.  Finding the runs over a range must look back as far as a run can
  * reach, RUN_MAX - 1 chunks, which would scan every row starting there:
- * 255 of them per lookup once every chunk is a run of its own.  So a run
- * has a class by its length (1, 2..4, 5..16, 17..64, 65..256 chunks), the
+ * 127 of them per lookup once every chunk is a run of its own.  So a run
+ * has a class by its length (1, 2..4, 5..16, 17..64, 65..128 chunks), the
  * primary key leads with it, and the lookup (run_overlap_sql) scans each
  * class back only as far as that class reaches: per seq, at most about
  * four rows of a class start in its window.
@@ -36,7 +36,8 @@
 #include "snapfs/log.h"
 #include "store_int.h"
 
-/* The classes' reach back: a run of class k is at most 4^k chunks. */
+/* The classes' reach back: a run of class k < 4 is at most 4^k chunks,
+ * of class 4 at most RUN_MAX (the SQL spells them out). */
 #define REACH(k) ((1 << (2 * (k))) - 1)
 
 unsigned run_class(uint32_t n)
@@ -65,11 +66,14 @@ uint32_t run_crc(const struct run *r, uint32_t i, uint32_t zero_crc)
 
 /* Runs of seqs ?3..?4 that may overlap chunks ?1..?2 (run_scan keeps
  * those that do). */
+/* clang-format off */
 const char run_overlap_sql[] =
-	SEL CLASS(0, 0) " UNION ALL " SEL CLASS(1, 3) " UNION ALL " SEL CLASS(
-		2, 15) " UNION ALL " SEL CLASS(3,
-					       63) " UNION ALL " SEL CLASS(4,
-									   255);
+	SEL CLASS(0, 0) " UNION ALL "
+	SEL CLASS(1, 3) " UNION ALL "
+	SEL CLASS(2, 15) " UNION ALL "
+	SEL CLASS(3, 63) " UNION ALL "
+	SEL CLASS(4, 127);
+/* clang-format on */
 
 /* Decodes the current row of a statement selecting chunk_idx, seq, n,
  * data_off, crcs (in that order).  0 or -EIO for a row that cannot be

@@ -265,22 +265,40 @@ void store_slot_free(struct store *s, int64_t data_off)
 	pthread_mutex_unlock(&s->slot_lock);
 }
 
-/* Returns freed slots to the map and their space to the file system. */
-void store_slots_release(struct store *s, const int64_t *offs, size_t n)
+/*
+ * Returns freed slots to the map and their space to the file system:
+ * offs (sorted here) is punched a run of consecutive slots at a time (a
+ * purge of 2 GiB of 4 KiB copies made 524288 punches of one slot, 90 s),
+ * and only then are the slots free for reuse, under one lock.
+ */
+void store_slots_release(struct store *s, int64_t *offs, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	const int64_t cs = s->info.chunk_size;
+	size_t i, j;
+
+	qsort(offs, n, sizeof(*offs), array_cmp_u64); /* none negative */
+	for (i = 0; i < n; i = j) {
+		off_t len;
+
+		for (j = i + 1; j < n && offs[j] == offs[j - 1] + cs; j++)
+			;
+		len = (off_t)(j - i) * cs;
 		if (fallocate(s->data_fd,
 			      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      offs[i], s->info.chunk_size) < 0) {
+			      offs[i], len) < 0) {
 			if (errno != EOPNOTSUPP)
-				log_warn("store: punch slot at %lld: %s",
-					 (long long)offs[i], strerror(errno));
+				log_warn("store: punch %zu slots at %lld: %s",
+					 j - i, (long long)offs[i],
+					 strerror(errno));
 		} else {
 			iolog_zero(IOLOG_DATA, (uint64_t)offs[i],
-				   s->info.chunk_size);
+				   (uint64_t)len);
 		}
-		store_slot_free(s, offs[i]);
 	}
+	pthread_mutex_lock(&s->slot_lock);
+	for (i = 0; i < n; i++)
+		slot_set(s, (uint64_t)offs[i] / (uint64_t)cs, false);
+	pthread_mutex_unlock(&s->slot_lock);
 }
 
 uint64_t store_bytes_used(struct store *s)

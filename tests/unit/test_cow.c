@@ -221,6 +221,36 @@ Test(cow, a_zero_chunk_is_preserved_without_taking_space)
 	free(got);
 }
 
+Test(cow, a_discard_over_holes_of_the_backing_preserves_nothing)
+{
+	unsigned char *v1, *got;
+	int64_t s1;
+
+	/* 64 MiB, data only in chunks 100..103 and 200: a whole-image
+	 * discard (mkfs's) copies those five and no zero chunk */
+	chain_init(&ch, 64ull << 20, 4096, DURABILITY_PROCESS);
+	write_pattern(100 * 4096, 4 * 4096, 1);
+	write_pattern(200 * 4096 + 100, 10, 2);
+	v1 = chain_read_all(&ch, 0);
+	s1 = snap();
+	cr_assert_eq(cow_discard(ch.c, 0, 64ull << 20, false), 0);
+	cr_assert_eq(preserved(), 5, "preserved %llu chunks",
+		     (unsigned long long)preserved());
+	cr_assert_eq(used_bytes(), 5 * 4096);
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(got, v1, 64ull << 20), 0);
+	free(got);
+	/* zeroing a range that is a hole now, and writing into one: the
+	 * snapshot still reads what it had */
+	cr_assert_eq(cow_discard(ch.c, 50 * 4096, 300 * 4096, true), 0);
+	cr_assert_eq(preserved(), 5);
+	write_pattern(150 * 4096, 4096, 3);
+	got = chain_read_all(&ch, s1);
+	cr_assert_eq(memcmp(got, v1, 64ull << 20), 0);
+	free(got);
+	free(v1);
+}
+
 Test(cow, a_damaged_copy_reads_as_eio_never_wrong_bytes)
 {
 	unsigned char buf[CS];

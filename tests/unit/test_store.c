@@ -581,7 +581,7 @@ Test(store, consecutive_copies_are_one_row_per_run)
 
 	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
 	/* 600 chunks copied in order into consecutive slots, then 300 zero
-	 * chunks: ceil(600 / 256) + ceil(300 / 256) rows, not 900 */
+	 * chunks: ceil(600 / 128) + ceil(300 / 128) rows, not 900 */
 	for (int i = 0; i < 900; i++) {
 		rows[i] = (struct chunk_row){ .chunk_idx = (uint64_t)i,
 					      .seq = 1,
@@ -593,8 +593,8 @@ Test(store, consecutive_copies_are_one_row_per_run)
 			rows[i].chunk_idx += 1000;
 	}
 	cr_assert_eq(store_commit_chunks(s, rows, 900), 0);
-	cr_assert_eq(count_rows(&c, "data_off IS NOT NULL"), 3);
-	cr_assert_eq(count_rows(&c, "data_off IS NULL"), 2);
+	cr_assert_eq(count_rows(&c, "data_off IS NOT NULL"), 5);
+	cr_assert_eq(count_rows(&c, "data_off IS NULL"), 3);
 	/* each chunk still reads its own slot and checksum, across a run's
 	 * edge too */
 	cr_assert_eq(store_find_copies(s, 253, 260, 1, got), 0);
@@ -603,6 +603,9 @@ Test(store, consecutive_copies_are_one_row_per_run)
 		cr_assert_eq(got[i].data_off, rows[253 + i].data_off);
 		cr_assert_eq(got[i].crc, 253u + (unsigned)i);
 	}
+	/* and a lookup reaching back into the longest class */
+	cr_assert_eq(store_find_copy(s, 383, 1, got), 0);
+	cr_assert_eq(got[0].data_off, rows[383].data_off);
 	cr_assert_eq(store_find_copies(s, 1897, 1904, 1, got), 0);
 	cr_assert_eq(got[2].data_off, -1);
 	cr_assert_eq(got[2].seq, 1);
