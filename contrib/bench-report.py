@@ -274,8 +274,13 @@ for where in wheres:
         for job in jobs:
             f.write(job + " " + " ".join(fmt(med(ratios(where, job, c, ceiling))) for c in chart) + "\n")
     plot.append(f"set title 'snapfs and qemu / ceiling (MB/s), {where}, median of runs'")
+    # gnuplot's default colours repeat after eight: the peer's columns
+    # get grey hatching of their own
+    style = {"qemu-live": " fs pattern 4 lc rgb '#505050'",
+             "qemu-first": " fs pattern 5 lc rgb '#909090'"}
     plot.append("plot " + ", ".join(
-        f"'{dat}' using {i + 2}:xtic(1) title columnheader" for i in range(len(chart))))
+        f"'{dat}' using {i + 2}:xtic(1) title columnheader{style.get(c, '')}"
+        for i, c in enumerate(chart)))
 plot.append("unset multiplot")
 subprocess.run(["gnuplot"], input="\n".join(plot), text=True, check=True)
 print(f"\n{out}/summary.csv, {out}/chart.png")
