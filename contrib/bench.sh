@@ -255,7 +255,7 @@ data_check() {
 	local res=ok err=$OUT/check.err
 	if ! timeout -k 10 300 fio --name=check --filename="$2" --size=64M \
 		--rw=randwrite --bs=4k --ioengine=io_uring --iodepth=16 --direct=1 \
-		--verify=crc32c --do_verify=1 --verify_fatal=0 \
+		--verify=crc32c --do_verify=1 --verify_fatal=0 --verify_state_save=0 \
 		--output=/dev/null 2>"$err"; then
 		res="$(grep -c '^verify: bad' "$err" || true) bad"
 	fi
