@@ -8,7 +8,10 @@ DIR/summary.csv and draws DIR/chart.png (gnuplot).
 A ratio is taken inside one run and one location (the same image, the
 configurations measured in turn) and the median over runs is reported:
 to the ceiling (the better of ceiling-default and ceiling-direct), to the
-raw file, and for the targets to live.img with no snapshot.
+raw file, and for the targets to live.img with no snapshot.  A second
+table sets snapfs beside the peer, qemu-storage-daemon's FUSE export
+(qemu-live; qemu-first through a copy-before-write filter), on the
+write jobs: no snapshot, first touch, and their ratios.
 """
 import collections
 import csv
@@ -19,6 +22,7 @@ import sys
 
 out = sys.argv[1]
 mbs = collections.defaultdict(dict)  # (run, where, job) -> config -> MB/s
+iops = collections.defaultdict(dict)  # (run, where, job) -> config -> IOPS
 floor = collections.defaultdict(dict)  # (run, where) -> copy-floor job -> MB/s
 for line in open(os.path.join(out, "raw.tsv")):
     f = [x.strip() for x in line.rstrip("\n").split("\t")]
@@ -29,13 +33,19 @@ for line in open(os.path.join(out, "raw.tsv")):
         floor[(run, where)][job] = float(f[4])
     else:
         mbs[(run, where, job)][config] = float(f[4])
+        if len(f) > 5 and f[5]:
+            iops[(run, where, job)][config] = float(f[5])
 
 CONFIGS = ["raw", "ceiling-default", "ceiling-direct", "live-full",
            "live-process", "1snap-first-full", "1snap-first-process",
            "1snap-rewrite-full", "10snap-first-full", "10snap-rewrite-full",
-           "snapimg-none", "snapimg-all"]
+           "snapimg-none", "snapimg-all", "qemu-live", "qemu-first"]
+PEER = ["qemu-live", "qemu-first"]  # not snapfs: no snapfs target applies
 wheres = sorted({k[1] for k in mbs}, key=lambda w: (w != "disk", w))
 jobs = sorted({k[2] for k in mbs}, key=lambda j: (not j.startswith("seq"), j))
+# write jobs in the peer table: 4 KiB ones in IOPS, the others in MB/s
+WRITE_JOBS = ["seq-write-1M-sync-buf", "seq-write-1M-qd4-dio", "distinct-seq-1M-qd4-dio",
+              "randwrite-4k-sync-buf", "randwrite-4k-qd16-dio", "distinct-4k-qd16-dio"]
 
 
 def ceiling(v):
@@ -49,6 +59,10 @@ def ratios(where, job, config, base):
         if w == where and j == job and config in v and base(v):
             r.append(v[config] / base(v))
     return r
+
+
+def of(config):
+    return lambda v: v.get(config, 0)
 
 
 def med(x):
@@ -79,14 +93,37 @@ for where in wheres:
                          "to_raw": fmt(med(ratios(where, job, c, lambda v: v.get("raw", 0)))),
                          "runs": len(vals)})
 
+for where in wheres:
+    print(f"\n{where}: snapfs and the peer (qemu-storage-daemon, FUSE export) on the write jobs;"
+          "\n  values are medians over runs (IOPS for 4k jobs, else MB/s); ratios are medians of"
+          "\n  per-run ratios: first touch / no snapshot for each, then snapfs's first touch"
+          "\n  (durability=full, and =process: qemu's copies are not flushed before the"
+          "\n  overwrite either) / qemu's")
+    print(f"{'job':24} {'unit':>4} {'live-full':>10} {'1snap-1st':>10} {'ft/ns':>6} "
+          f"{'qemu-live':>10} {'qemu-1st':>10} {'ft/ns':>6} {'full/qemu':>9} {'proc/qemu':>9}")
+    for job in WRITE_JOBS:
+        if not any(w == where and j == job and set(PEER) & set(v) for (r, w, j), v in mbs.items()):
+            continue
+        unit, table = ("IOPS", iops) if "-4k-" in job else ("MB/s", mbs)
+
+        def value(c):
+            return med([v[c] for (r, w, j), v in table.items() if w == where and j == job and c in v])
+        print(f"{job:24} {unit:>4} {fmt(value('live-full'), '10.0f')} "
+              f"{fmt(value('1snap-first-full'), '10.0f')} "
+              f"{fmt(med(ratios(where, job, '1snap-first-full', of('live-full')))):>6} "
+              f"{fmt(value('qemu-live'), '10.0f')} {fmt(value('qemu-first'), '10.0f')} "
+              f"{fmt(med(ratios(where, job, 'qemu-first', of('qemu-live')))):>6} "
+              f"{fmt(med(ratios(where, job, '1snap-first-full', of('qemu-first')))):>9} "
+              f"{fmt(med(ratios(where, job, '1snap-first-process', of('qemu-first')))):>9}")
+
 # targets
 targets = []
 bounds = []  # (where, copy-floor bound on first touch / no snapshot)
 
 
 def target(name, where, value, limit, ok):
-    targets.append({"target": name, "where": where, "value": fmt(value),
-                    "limit": limit, "met": "-" if value is None else ("yes" if ok(value) else "NO")})
+    targets.append({"target": name, "where": where, "value": fmt(value), "limit": limit,
+                    "met": "-" if value is None else ("met" if ok(value) else "missed")})
 
 
 for where in wheres:
@@ -115,6 +152,13 @@ for where in wheres:
                med(ratios(where, job, "1snap-first-full", live(0))), ">= 0.5", lambda x: x >= 0.5)
         target(f"{job} rewrite, 1 snapshot / no snapshot", where,
                med(ratios(where, job, "1snap-rewrite-full", live(0))), ">= 0.9", lambda x: x >= 0.9)
+    for job in ("distinct-4k-qd16-dio", "distinct-seq-1M-qd4-dio"):
+        target(f"{job} first touch, 1 snapshot / no snapshot", where,
+               med(ratios(where, job, "1snap-first-full", live(0))), ">= 0.5", lambda x: x >= 0.5)
+    for job in ("distinct-4k-qd16-dio", "randwrite-4k-qd16-dio"):
+        target(f"{job} first touch, snapfs / qemu-first", where,
+               med(ratios(where, job, "1snap-first-full", of("qemu-first"))), ">= 5",
+               lambda x: x >= 5)
     for c in ("snapimg-none", "snapimg-all"):
         for job in ("seq-read-1M-sync-buf", "seq-read-1M-qd4-dio"):
             target(f"{c} {job} / live.img's", where,
@@ -144,7 +188,7 @@ for tok in info.split():
         img_size = int(n) << {"K": 10, "M": 20, "G": 30, "T": 40}.get(unit, 0)
 peak = collections.defaultdict(int)
 for where, config, kib in rss:
-    if config.startswith("ceiling"):
+    if config.startswith("ceiling") or config in PEER:
         continue
     peak[(where, config)] = max(peak[(where, config)], kib)
 for (where, config), kib in sorted(peak.items()):
@@ -153,13 +197,25 @@ for (where, config), kib in sorted(peak.items()):
     target(f"peak RSS MiB, {config}", where, kib / 1024, f"< {limit / 1024:.1f}",
            lambda x, l=limit: x * 1024 < l)
 
+checks = collections.defaultdict(list)  # (where, config) -> "ok" or "N bad" per run
+if os.path.exists(os.path.join(out, "check.tsv")):
+    for line in open(os.path.join(out, "check.tsv")):
+        f = line.rstrip("\n").split("\t")
+        if len(f) == 4:
+            checks[(f[1], f[2])].append(f[3])
+if checks:
+    print("\ndata check (16384 random 4 KiB O_DIRECT writes at queue depth 16 over 64 MiB,"
+          "\n  read back, fio crc32c verify; per run):")
+    for (where, config), res in sorted(checks.items()):
+        print(f"  {where:6} {config:12} {', '.join(res)}")
+
 print("\ncreate latency and large-image operations (ms, median and max):")
 for (sz, count), m in sorted(create.items()):
     for metric, (md, mx) in m.items():
         print(f"  {sz:3} image, {count:4} snapshots: {metric:14} {md:8.2f} {mx:8.2f}")
 print("\ntargets:")
 for t in targets:
-    print(f"  {t['met']:3} {t['where']:6} {t['target']:62} {t['value']:>7} {t['limit']}")
+    print(f"  {t['met']:6} {t['where']:6} {t['target']:62} {t['value']:>7} {t['limit']}")
 for where, b in bounds:
     print(f"  copy floor, {where}: 64 KiB read + 64 KiB write per first touch at the storage's own"
           f"\n    rates allow at most {b:.2f} of no-snapshot randwrite-4k-qd16-dio")
@@ -183,10 +239,24 @@ with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
     for (run, where), fl in sorted(floor.items()):
         for job, v in sorted(fl.items()):
             w.writerow(["fio_mb_s", where, job, "copy-floor", v, "", "", "", ""])
+    for (where, config), res in sorted(checks.items()):
+        for r in res:
+            w.writerow(["data_check", where, "4k qd16 dio verify", config, r, "", "", "", ""])
+    for where in wheres:
+        for job in WRITE_JOBS:
+            for name, c, base in (("first touch / no snapshot", "1snap-first-full", "live-full"),
+                                  ("first touch / no snapshot", "qemu-first", "qemu-live"),
+                                  ("snapfs first touch / qemu's", "1snap-first-full", "qemu-first"),
+                                  ("snapfs first touch / qemu's", "1snap-first-process",
+                                   "qemu-first")):
+                r = med(ratios(where, job, c, of(base)))
+                if r is not None:
+                    w.writerow(["peer_ratio", where, f"{job} {name}", c, fmt(r), "", "", "", ""])
 
 # chart: ratio to the ceiling per job, one panel per location
 chart = ["raw", "live-full", "live-process", "1snap-first-full", "1snap-rewrite-full",
-         "10snap-first-full", "10snap-rewrite-full", "snapimg-none", "snapimg-all"]
+         "10snap-first-full", "10snap-rewrite-full", "snapimg-none", "snapimg-all",
+         "qemu-live", "qemu-first"]
 plot = [f"set terminal pngcairo size 1400,{450 * len(wheres)} font 'sans,9'" if
         subprocess.run(["gnuplot", "-e", "set terminal pngcairo"], capture_output=True).returncode == 0
         else f"set terminal png size 1400,{450 * len(wheres)}",
@@ -203,9 +273,14 @@ for where in wheres:
         f.write("job " + " ".join(chart) + "\n")
         for job in jobs:
             f.write(job + " " + " ".join(fmt(med(ratios(where, job, c, ceiling))) for c in chart) + "\n")
-    plot.append(f"set title 'snapfs / ceiling (MB/s), {where}, median of runs'")
+    plot.append(f"set title 'snapfs and qemu / ceiling (MB/s), {where}, median of runs'")
+    # gnuplot's default colours repeat after eight: the peer's columns
+    # get grey hatching of their own
+    style = {"qemu-live": " fs pattern 4 lc rgb '#505050'",
+             "qemu-first": " fs pattern 5 lc rgb '#909090'"}
     plot.append("plot " + ", ".join(
-        f"'{dat}' using {i + 2}:xtic(1) title columnheader" for i in range(len(chart))))
+        f"'{dat}' using {i + 2}:xtic(1) title columnheader{style.get(c, '')}"
+        for i, c in enumerate(chart)))
 plot.append("unset multiplot")
 subprocess.run(["gnuplot"], input="\n".join(plot), text=True, check=True)
 print(f"\n{out}/summary.csv, {out}/chart.png")

@@ -14,7 +14,9 @@ PKGS=(
 							# their runtime (a
 							# recommend of clang's)
 	clang-format shellcheck				# the hygiene checks
-	jq gnuplot-nox					# make bench
+	jq gnuplot-nox					# make bench, and its
+	qemu-system-common qemu-utils			# peer (qemu-storage-daemon,
+							# qemu-img)
 	dpkg-dev debhelper bash-completion systemd	# the package and its test
 )
 
