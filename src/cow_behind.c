@@ -33,7 +33,7 @@
  */
 size_t cow_batch_chunks(const struct cow *c)
 {
-	size_t n = (2u << 20) / c->cs;
+	size_t n = (4u << 20) / c->cs;
 
 	return n > COW_BATCH_CHUNKS ? COW_BATCH_CHUNKS : n ? n : 1;
 }

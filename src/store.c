@@ -28,12 +28,13 @@
  * the database consistent through a power loss (OFF does not: SQLite
  * documents that it may corrupt the database then).
  *
- * Locking: four mutexes, each guarding what store_int.h marks: db_lock
+ * Locking: five mutexes, each guarding what store_int.h marks: db_lock
  * the write connection `db`, rdb_lock the hot path's read connection
- * `rdb`, slot_lock the slot map and space accounting, gc_lock the group
- * commit's queue.  The store never holds two of them at once (the commit
- * leader lets go of gc_lock before it takes db_lock), so they have no
- * order.  Two functions run the caller's callback under one of them:
+ * `rdb`, slot_lock the slot map and space accounting, and the lock of
+ * each of the group commit's two queues (data, index).  The store never
+ * holds two of them at once (a stage's leader lets go of its queue's
+ * lock before it works, and the index stage's takes db_lock then), so
+ * they have no order.  Two functions run the caller's callback under one of them:
  * store_for_each_chunk under db_lock, store_for_each_cbt_word under
  * rdb_lock (store.h says what the callback may call); otherwise no lock
  * is held while another module's code runs.  Opening and closing are the
@@ -240,12 +241,11 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 		return -ENOMEM;
 	s->dir_fd = s->data_fd = s->data_wfd = -1;
 	s->durability = cfg->durability;
-	s->gc_tail = &s->gc_head;
 	pthread_mutex_init(&s->db_lock, NULL);
 	pthread_mutex_init(&s->rdb_lock, NULL);
 	pthread_mutex_init(&s->slot_lock, NULL);
-	pthread_mutex_init(&s->gc_lock, NULL);
-	pthread_cond_init(&s->gc_cond, NULL);
+	commit_group_init(&s->gc_data);
+	commit_group_init(&s->gc_index);
 	s->dir = strdup(cfg->dir);
 	if (!s->dir) {
 		r = -ENOMEM;
@@ -367,8 +367,8 @@ void store_close(struct store *s, bool clean)
 	pthread_mutex_destroy(&s->db_lock);
 	pthread_mutex_destroy(&s->rdb_lock);
 	pthread_mutex_destroy(&s->slot_lock);
-	pthread_mutex_destroy(&s->gc_lock);
-	pthread_cond_destroy(&s->gc_cond);
+	commit_group_destroy(&s->gc_data);
+	commit_group_destroy(&s->gc_index);
 	free(s->slot_used);
 	free(s->dir);
 	free(s);

@@ -40,6 +40,14 @@
 
 struct commit_waiter; /* store_commit.c */
 
+/* One stage of the group commit: its queue, all under lock. */
+struct commit_group {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct commit_waiter *head, **tail;
+	bool leader;
+};
+
 struct store {
 	/* Fixed at open. */
 	char *dir;
@@ -52,8 +60,8 @@ struct store {
 	uint64_t format; /* the index's format found at open */
 	uint32_t zero_crc; /* crc32c of a chunk of zeros */
 
-	/* The group commit's leader, db_lock held: O_DIRECT where it pays,
-	 * data_fd once the device refuses direct writes. */
+	/* The data stage's leader's (store_commit.c): O_DIRECT where it
+	 * pays, data_fd once the device refuses direct writes. */
 	int data_wfd;
 
 	pthread_mutex_t db_lock;
@@ -79,11 +87,10 @@ struct store {
 	bool has_limit;
 	bool low_warned; /* the 90% warning was given */
 
-	/* The group commit's queue, all under gc_lock. */
-	pthread_mutex_t gc_lock;
-	pthread_cond_t gc_cond;
-	struct commit_waiter *gc_head, **gc_tail;
-	bool gc_leader;
+	/* The group commit's two stages (store_commit.c): the copies'
+	 * bytes written and synced, then the rows committed. */
+	struct commit_group gc_data;
+	struct commit_group gc_index;
 };
 
 /* Builds "DIR/name" into buf. */
@@ -144,6 +151,10 @@ int index_list_rows(struct store *s, const char *sql, size_t elem,
 
 /* store_vfs.c: before an index is opened. */
 void store_iolog_setup(void);
+
+/* store_commit.c */
+void commit_group_init(struct commit_group *g);
+void commit_group_destroy(struct commit_group *g);
 
 /* store_slots.c */
 int store_load_slots(struct store *s);

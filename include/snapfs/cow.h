@@ -18,7 +18,7 @@ struct uring_engine;
 struct cow;
 
 /* Chunks handled per preservation batch (bounds memory per request). */
-#define COW_BATCH_CHUNKS 256
+#define COW_BATCH_CHUNKS 512
 
 /* Builds the chain's in-memory state from the store.  newest_seq is the
  * newest snapshot still read by someone (0: none); every change is also
