@@ -43,7 +43,11 @@
 #   snapimg-none         reads of a snapshot image none of whose chunks is
 #                        preserved (served from the backing)
 #   snapimg-all          the same image once every chunk is preserved
-#                        (served from the diff store)
+#                        (served from the diff store), by 1 MiB writes in
+#                        order: runs of copies in consecutive slots
+#   snapimg-4k           a new snapshot's image once every 4 KiB block is
+#                        preserved by a 4 KiB write of its own, in random
+#                        order: a copy (and an index row) per block
 #   copy-floor           no FUSE: 64 KiB random reads of the image and
 #                        64 KiB writes to a file beside it, queue depth 16,
 #                        O_DIRECT on disk and buffered on tmpfs, as the
@@ -282,10 +286,13 @@ snapfs_mount() { # CONFIG DURABILITY
 	rm -rf "$STORE"
 	start "$1" "$MNT" "$SNAPFS" -f -o store="$STORE",durability="$2" "$IMG" "$MNT"
 }
-# Writes every chunk of live.img once, so all are preserved.
+# Writes every chunk of live.img once, so all are preserved: 1 MiB
+# writes in order, or (4k) 4 KiB writes in random order, each block once.
 pretouch() {
-	fio --name=pretouch --filename="$MNT/live.img" --rw=write --bs=1M \
-		--ioengine=io_uring --iodepth=4 --direct=1 --size="$SIZE" \
+	local rw=write bs=1M qd=4
+	[ "${1:-}" = 4k ] && rw=randwrite bs=4k qd=16
+	fio --name=pretouch --filename="$MNT/live.img" --rw=$rw --bs=$bs \
+		--ioengine=io_uring --iodepth=$qd --direct=1 --size="$SIZE" \
 		--output=/dev/null
 }
 first_touch() { # LABEL
@@ -406,6 +413,9 @@ for run in $(seq "$RUNS"); do
 				suite 1snap-rewrite-full "$MNT/live.img" "$(writes_re)"
 				distincts 1snap-rewrite-full "$MNT/live.img"
 				suite snapimg-all "$MNT/snapshots/$u.img" "$READS"
+				u=$("$SNAPFSCTL" create "$MNT")
+				pretouch 4k
+				suite snapimg-4k "$MNT/snapshots/$u.img" "$READS"
 			fi
 			stop
 		done

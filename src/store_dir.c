@@ -301,7 +301,7 @@ int store_create_files(struct store *s, const struct store_config *cfg,
 	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		close(fd);
-	store_iolog_setup();
+	store_vfs_setup();
 	r = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK
 		    ? store_init_schema(s, db, cfg)
 		    : -EIO;

@@ -236,7 +236,7 @@ int store_connect(struct store *s, char *err, size_t err_len)
 		    SQLITE_OPEN_NOFOLLOW;
 	int rc, r;
 
-	store_iolog_setup();
+	store_vfs_setup();
 	path_in(s, "index.db", path, sizeof(path));
 	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
 	if (rc != SQLITE_OK)

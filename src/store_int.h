@@ -13,7 +13,7 @@
  *   store_migrate.c older formats brought to this one at open
  *   store_rows.c    snapshot and generation rows, bitmap words
  *   store_check.c   the offline check
- *   store_vfs.c     the power-loss tests' SQLite VFS
+ *   store_vfs.c     the index's SQLite VFS (and the power-loss tests')
  *
  * Every function here is called with the locks its comment names; the
  * lock that guards each field of struct store is named beside it.
@@ -150,7 +150,7 @@ int index_list_rows(struct store *s, const char *sql, size_t elem,
 		    size_t *n);
 
 /* store_vfs.c: before an index is opened. */
-void store_iolog_setup(void);
+void store_vfs_setup(void);
 
 /* store_commit.c */
 void commit_group_init(struct commit_group *g);
