@@ -271,6 +271,8 @@ static int purge_windows(struct store *s, int64_t seq, struct i64_array *out)
 	sqlite3_finalize(st);
 	if (r)
 		return r;
+	if (!out->n)
+		return 0; /* out->v may be NULL */
 	qsort(out->v, out->n, sizeof(*out->v), array_cmp_u64);
 	for (size_t i = 0; i < out->n; i++)
 		if (!k || out->v[k - 1] != out->v[i])

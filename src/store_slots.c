@@ -276,6 +276,8 @@ void store_slots_release(struct store *s, int64_t *offs, size_t n)
 	const int64_t cs = s->info.chunk_size;
 	size_t i, j;
 
+	if (!n)
+		return; /* offs may be NULL */
 	qsort(offs, n, sizeof(*offs), array_cmp_u64); /* none negative */
 	for (i = 0; i < n; i = j) {
 		off_t len;

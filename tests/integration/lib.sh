@@ -27,11 +27,18 @@ _LOOPS=()
 _PIDS=()
 _FILES=()
 
+# in_mounts DIR: whether DIR is a mount point, read from the mount table:
+# mountpoint(1) stats DIR, which fails on a FUSE mount whose daemon died
+# (ENOTCONN), and such a mount must be cleared all the same.
+in_mounts() {
+	awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts
+}
+
 _cleanup() {
 	local rc=$? i
 	set +e
 	for ((i = ${#_MOUNTS[@]} - 1; i >= 0; i--)); do
-		if mountpoint -q "${_MOUNTS[i]}" 2>/dev/null; then
+		if in_mounts "${_MOUNTS[i]}"; then
 			fsfreeze -u "${_MOUNTS[i]}" 2>/dev/null
 			umount "${_MOUNTS[i]}" 2>/dev/null ||
 				umount -l "${_MOUNTS[i]}" 2>/dev/null
@@ -41,7 +48,7 @@ _cleanup() {
 		losetup -d "${_LOOPS[i]}" 2>/dev/null
 	done
 	for ((i = ${#_MOUNTS[@]} - 1; i >= 0; i--)); do
-		if mountpoint -q "${_MOUNTS[i]}" 2>/dev/null; then
+		if in_mounts "${_MOUNTS[i]}"; then
 			fusermount3 -u -z "${_MOUNTS[i]}" 2>/dev/null
 		fi
 	done
