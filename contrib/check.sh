@@ -22,7 +22,7 @@ note_failures() { # BUILD-DIR
 	local t
 	while read -r t; do
 		failed_logs+=("$1/${t%.sh}.log")
-	done < <(sed -n 's/^\(FAIL\|ERROR\): \([^ ]*\).*/\2/p' "$1/test-suite.log" | sort -u)
+	done < <(sed -n 's/^\(FAIL\|ERROR\): \(tests\/[^ ]*\).*/\2/p' "$1/test-suite.log" | sort -u)
 }
 run_build() { # DIR CONFIGURE-FLAGS...
 	local dir=$1 rc=0
@@ -60,8 +60,12 @@ TSAN_TESTS="tests/integration/consistency.sh tests/integration/fio_verify.sh
 tests/integration/torture_short.sh tests/integration/store_full.sh
 tests/integration/many_snapshots.sh"
 rc=0
-# the consistency test runs its full minute here
-(cd build-tsan && SECONDS_TO_RUN=60 make check TESTS="${TSAN_TESTS//$'\n'/ }") ||
+# the consistency test runs its full minute here.  detect_deadlocks=0:
+# a batch of 4 KiB chunks holds up to 512 stripe locks (taken in
+# ascending order, cow.c), and TSan's deadlock detector stops the
+# process at 64 held locks; races are still reported.
+(cd build-tsan && SECONDS_TO_RUN=60 TSAN_OPTIONS=detect_deadlocks=0 \
+	make check TESTS="${TSAN_TESTS//$'\n'/ }") ||
 	rc=$?
 p=$(sed -n 's/^# PASS: *//p' build-tsan/test-suite.log | head -1)
 f=$(sed -n 's/^# FAIL: *//p' build-tsan/test-suite.log | head -1)

@@ -124,18 +124,28 @@ static uint64_t fs_free_bytes(const struct store *s)
  * system filled to the last block fails those too).  Chunks are counted
  * down from the last look at the free space, which is taken again once
  * the count comes near the margin; a look does not see the slots reserved
- * for queued writes (not written yet), so they are taken off what it
- * finds.  Takes bytes, or -ENOSPC; slot_lock held.
+ * for queued writes, nor those taken and not written yet (not on the file
+ * system), so they are taken off what it finds.  Takes bytes, or -ENOSPC;
+ * slot_lock held.
  */
 #define STORE_FS_MARGIN (16ull << 20)
 
 static int fs_take(struct store *s, uint64_t bytes)
 {
 	if (s->fs_room < bytes + STORE_FS_MARGIN) {
-		uint64_t reserved = s->slots_reserved * s->info.chunk_size;
+		uint64_t cs = s->info.chunk_size;
+		uint64_t pending = s->slots_reserved * cs;
+		uint64_t used = s->slots_in_use * cs;
+		struct stat st;
 
+		/* Slots taken and not written yet (their preservation waits
+		 * for the group commit) are not on the file system either:
+		 * what the data file holds falls short of them. */
+		if (fstat(s->data_fd, &st) == 0 &&
+		    used > (uint64_t)st.st_blocks * 512)
+			pending += used - (uint64_t)st.st_blocks * 512;
 		s->fs_room = fs_free_bytes(s);
-		s->fs_room = s->fs_room > reserved ? s->fs_room - reserved : 0;
+		s->fs_room = s->fs_room > pending ? s->fs_room - pending : 0;
 	}
 	if (s->fs_room < bytes + STORE_FS_MARGIN)
 		return -ENOSPC;
