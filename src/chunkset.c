@@ -26,8 +26,9 @@ void chunkset_destroy(struct chunkset *s)
 	s->v = NULL;
 }
 
-/* The first index whose element is >= k; lock held. */
-static size_t lower(const struct chunkset *s, uint64_t k)
+/* The first index whose element is >= k, and whether it is k; lock
+ * held. */
+static bool find(const struct chunkset *s, uint64_t k, size_t *at)
 {
 	size_t a = 0, b = s->n;
 
@@ -39,7 +40,8 @@ static size_t lower(const struct chunkset *s, uint64_t k)
 		else
 			b = m;
 	}
-	return a;
+	*at = a;
+	return a < s->n && s->v[a] == k;
 }
 
 bool chunkset_has(struct chunkset *s, uint64_t k)
@@ -50,8 +52,7 @@ bool chunkset_has(struct chunkset *s, uint64_t k)
 	if (!__atomic_load_n(&s->n, __ATOMIC_ACQUIRE))
 		return false;
 	pthread_mutex_lock(&s->lock);
-	i = lower(s, k);
-	r = i < s->n && s->v[i] == k;
+	r = find(s, k, &i);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -62,8 +63,7 @@ int chunkset_add(struct chunkset *s, uint64_t k)
 	int r = 0;
 
 	pthread_mutex_lock(&s->lock);
-	i = lower(s, k);
-	if (i < s->n && s->v[i] == k) {
+	if (find(s, k, &i)) {
 		r = 1;
 	} else if (!(r = array_grow(&s->v, &s->cap, s->n, sizeof(*s->v)))) {
 		memmove(s->v + i + 1, s->v + i, (s->n - i) * sizeof(*s->v));
@@ -82,8 +82,7 @@ bool chunkset_remove(struct chunkset *s, uint64_t k)
 	if (!__atomic_load_n(&s->n, __ATOMIC_ACQUIRE))
 		return false;
 	pthread_mutex_lock(&s->lock);
-	i = lower(s, k);
-	r = i < s->n && s->v[i] == k;
+	r = find(s, k, &i);
 	if (r) {
 		memmove(s->v + i, s->v + i + 1, (s->n - i - 1) * sizeof(*s->v));
 		__atomic_store_n(&s->n, s->n - 1, __ATOMIC_RELEASE);

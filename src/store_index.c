@@ -269,11 +269,8 @@ int store_prepare(struct store *s)
 {
 	int rc;
 
-	rc = sqlite3_prepare_v3(
-		s->db,
-		"INSERT INTO runs(class, chunk_idx, seq, n, data_off, crcs) "
-		"VALUES(?, ?, ?, ?, ?, ?)",
-		-1, SQLITE_PREPARE_PERSISTENT, &s->ins_run, NULL);
+	rc = sqlite3_prepare_v3(s->db, run_insert_sql, -1,
+				SQLITE_PREPARE_PERSISTENT, &s->ins_run, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(s->db, run_overlap_sql, -1,
 					SQLITE_PREPARE_PERSISTENT,

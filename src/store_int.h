@@ -180,12 +180,12 @@ struct run {
 unsigned run_class(uint32_t n);
 uint32_t run_crc(const struct run *r, uint32_t i, uint32_t zero_crc);
 extern const char run_overlap_sql[];
+extern const char run_insert_sql[];
 int run_read(sqlite3_stmt *st, struct run *out);
 int run_scan(sqlite3 *db, sqlite3_stmt *st, uint64_t first, uint64_t last,
 	     int64_t seq_lo, int64_t seq_hi,
 	     int (*fn)(void *arg, const struct run *r), void *arg);
 int run_insert(struct store *s, const struct run *r);
-int run_delete(struct store *s, const struct run *r);
 int store_insert_rows(struct store *s, const struct chunk_row *const *rows,
 		      size_t n, struct i64_array *dup);
 

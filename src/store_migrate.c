@@ -96,11 +96,8 @@ int store_migrate(struct store *s, uint64_t from, char *err, size_t err_len)
 		goto out;
 	r = index_exec(s->db, index_runs_schema);
 	if (!r) {
-		rc = sqlite3_prepare_v2(s->db,
-					"INSERT INTO runs(class, chunk_idx, "
-					"seq, n, data_off, crcs) VALUES(?, ?, "
-					"?, ?, ?, ?)",
-					-1, &s->ins_run, NULL);
+		rc = sqlite3_prepare_v2(s->db, run_insert_sql, -1, &s->ins_run,
+					NULL);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_prepare_v2(
 				s->db,

@@ -75,6 +75,11 @@ const char run_overlap_sql[] =
 	SEL CLASS(4, 127);
 /* clang-format on */
 
+/* One run, bound as run_insert binds it. */
+const char run_insert_sql[] =
+	"INSERT INTO runs(class, chunk_idx, seq, n, data_off, crcs) "
+	"VALUES(?, ?, ?, ?, ?, ?)";
+
 /* Decodes the current row of a statement selecting chunk_idx, seq, n,
  * data_off, crcs (in that order).  0 or -EIO for a row that cannot be
  * one (damage). */

@@ -513,6 +513,26 @@ Test(store, a_run_takes_reservations_first_and_stops_at_the_limit)
 	store_close(s, true);
 }
 
+/* Mounts a 32 MiB tmpfs at DIR/small (teardown unmounts it; a test not
+ * run as root is skipped), opens c's store there; its free bytes. */
+static uint64_t open_on_small_tmpfs(const struct store_config *c,
+				    struct store **s)
+{
+	char mnt[96], cmd[256], err[256];
+	struct statvfs sv;
+
+	snprintf(mnt, sizeof(mnt), "%s/small", dir);
+	cr_assert_eq(mkdir(mnt, 0700), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "mount -t tmpfs -o size=32m snapfs-test '%s' 2>/dev/null",
+		 mnt);
+	if (system(cmd))
+		cr_skip_test("mounting a small tmpfs needs root");
+	cr_assert_eq(store_open(s, c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(statvfs(mnt, &sv), 0);
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
 /*
  * Without diff_max, slots promised to queued writes are not on disk yet:
  * when the count of free space runs low and the file system is asked
@@ -524,21 +544,10 @@ Test(store, promised_slots_are_not_promised_again_when_space_is_looked_at)
 {
 	enum { CS = 65536, TRIES = 4096 };
 	struct store_config c = config("small/s", CS, 64 << 20, "file:1:2");
-	char mnt[96], cmd[256], err[256];
-	struct statvfs sv;
 	struct store *s;
 	uint64_t n, free_bytes;
 
-	snprintf(mnt, sizeof(mnt), "%s/small", dir);
-	cr_assert_eq(mkdir(mnt, 0700), 0);
-	snprintf(cmd, sizeof(cmd),
-		 "mount -t tmpfs -o size=32m snapfs-test '%s' 2>/dev/null",
-		 mnt);
-	if (system(cmd))
-		cr_skip_test("mounting a small tmpfs needs root");
-	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(statvfs(mnt, &sv), 0);
-	free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	free_bytes = open_on_small_tmpfs(&c, &s);
 	for (n = 0; n < TRIES && store_slot_reserve(s, 1) == 0; n++)
 		;
 	cr_assert_lt(n, TRIES, "promises never ran out (%llu)",
@@ -563,22 +572,11 @@ Test(store, taken_slots_are_not_taken_again_when_space_is_looked_at)
 {
 	enum { CS = 65536, TRIES = 4096 };
 	struct store_config c = config("small/s", CS, 64 << 20, "file:1:2");
-	char mnt[96], cmd[256], err[256];
-	struct statvfs sv;
 	struct store *s;
 	uint64_t n, free_bytes;
 	int64_t off;
 
-	snprintf(mnt, sizeof(mnt), "%s/small", dir);
-	cr_assert_eq(mkdir(mnt, 0700), 0);
-	snprintf(cmd, sizeof(cmd),
-		 "mount -t tmpfs -o size=32m snapfs-test '%s' 2>/dev/null",
-		 mnt);
-	if (system(cmd))
-		cr_skip_test("mounting a small tmpfs needs root");
-	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(statvfs(mnt, &sv), 0);
-	free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	free_bytes = open_on_small_tmpfs(&c, &s);
 	for (n = 0; n < TRIES && store_slot_alloc(s, &off) == 0; n++)
 		;
 	cr_assert_lt(n, TRIES, "slots never ran out (%llu)",
