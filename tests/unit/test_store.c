@@ -12,6 +12,7 @@
 
 #include "fixture.h"
 #include "snapfs/crc32c.h"
+#include "snapfs/fault.h"
 #include "snapfs/store.h"
 
 static char dir[64];
@@ -718,24 +719,16 @@ static void index_sql(const struct store_config *c, const char *sql)
 	sqlite3_close(db);
 }
 
-Test(store, a_store_of_format_1_is_migrated_at_open)
+/* Makes c's store as snapfs 0.1.0 left it (format 1, a row per copied
+ * chunk): chunks 3..5 of seq 1 in slots 0..2, chunk 9 of seq 1 all
+ * zeros, chunk 3 of seq 2 in slot 3; crc[] gets the four slots' crcs. */
+static void make_format_1(const struct store_config *c, uint32_t crc[4])
 {
-	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
-	struct store_event *ev;
-	struct chunk_row got[8];
-	char err[256], sql[512];
 	unsigned char buf[4096];
-	uint32_t crc[4];
+	char err[256], sql[512];
 	struct store *s;
-	FILE *report;
-	size_t nev;
-	char *text;
-	size_t len;
 
-	/* A store as snapfs 0.1.0 left it: a row per copied chunk.  Chunks
-	 * 3..5 of seq 1 in slots 0..2, chunk 9 of seq 1 all zeros, chunk 3
-	 * of seq 2 in slot 3. */
-	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_eq(store_open(&s, c, err, sizeof(err)), 0);
 	for (int i = 0; i < 4; i++) {
 		memset(buf, 'a' + i, sizeof(buf));
 		cr_assert_eq(
@@ -754,7 +747,23 @@ Test(store, a_store_of_format_1_is_migrated_at_open)
 		 " (5, 1, 8192, %u), (9, 1, NULL, %u), (3, 2, 12288, %u);"
 		 "UPDATE meta SET value=1 WHERE key='format';",
 		 crc[0], crc[1], crc[2], crc32c(buf, sizeof(buf)), crc[3]);
-	index_sql(&c, sql);
+	index_sql(c, sql);
+}
+
+Test(store, a_store_of_format_1_is_migrated_at_open)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct store_event *ev;
+	struct chunk_row got[8];
+	char err[256];
+	uint32_t crc[4];
+	struct store *s;
+	FILE *report;
+	size_t nev;
+	char *text;
+	size_t len;
+
+	make_format_1(&c, crc);
 	report = open_memstream(&text, &len);
 	cr_assert_eq(store_check(c.dir, report, err, sizeof(err)), 0, "%s",
 		     err);
@@ -786,6 +795,40 @@ Test(store, a_store_of_format_1_is_migrated_at_open)
 		     err);
 	fclose(report);
 	free(text);
+}
+
+/*
+ * A migration that fails part way (fault index.migrate: its commit)
+ * leaves format 1 whole, the open failing with one line; the next open
+ * migrates it.
+ */
+Test(store, a_failed_migration_leaves_format_1_for_the_next_open)
+{
+#ifdef SNAPFS_FAULT_INJECTION
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct chunk_row got;
+	uint32_t crc[4];
+	struct store *s;
+	char err[256];
+
+	make_format_1(&c, crc);
+	cr_assert_eq(setenv("SNAPFS_FAULT", "index.migrate:1:EIO", 1), 0);
+	cr_assert_eq(fault_init(), 0);
+	c.chunk_size = 0;
+	cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "cannot migrate"), "%s", err);
+	cr_assert_null(strchr(err, '\n'));
+	cr_assert_eq(unsetenv("SNAPFS_FAULT"), 0);
+	cr_assert_eq(fault_init(), 0);
+	index_sql(&c, "SELECT chunk_idx FROM chunks"); /* still there */
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(store_find_copy(s, 4, 1, &got), 0);
+	cr_assert_eq(got.data_off, 4096);
+	cr_assert_eq(got.crc, crc[1]);
+	store_close(s, true);
+#else
+	cr_skip_test("built without --enable-fault-injection");
+#endif
 }
 
 Test(store, a_store_of_a_newer_format_is_refused_and_left_alone)
