@@ -123,11 +123,15 @@ static inline void stripes_of(struct stripe_set *set, const uint64_t *chunks,
 	}
 }
 
+/* Locks the set's stripes in ascending order (the one lock order), a
+ * word of the set at a time. */
 static inline void stripes_lock(struct cow *c, const struct stripe_set *set,
 				bool exclusive)
 {
-	for (unsigned st = 0; st < NSTRIPES; st++)
-		if (set->bits[st / 64] >> (st % 64) & 1) {
+	for (unsigned w = 0; w < NSTRIPES / 64; w++)
+		for (uint64_t b = set->bits[w]; b; b &= b - 1) {
+			unsigned st = w * 64 + (unsigned)__builtin_ctzll(b);
+
 			if (exclusive)
 				pthread_rwlock_wrlock(&c->stripes[st]);
 			else
@@ -135,11 +139,14 @@ static inline void stripes_lock(struct cow *c, const struct stripe_set *set,
 		}
 }
 
+/* Unlocks the set's stripes (in any order: only locking needs one). */
 static inline void stripes_unlock(struct cow *c, const struct stripe_set *set)
 {
-	for (unsigned st = NSTRIPES; st-- > 0;)
-		if (set->bits[st / 64] >> (st % 64) & 1)
-			pthread_rwlock_unlock(&c->stripes[st]);
+	for (unsigned w = 0; w < NSTRIPES / 64; w++)
+		for (uint64_t b = set->bits[w]; b; b &= b - 1)
+			pthread_rwlock_unlock(
+				&c->stripes[w * 64 +
+					    (unsigned)__builtin_ctzll(b)]);
 }
 
 /* Clips [off, off+len) to the image; returns the new length. */
