@@ -31,7 +31,8 @@
  * Locking: five mutexes, each guarding what store_int.h marks: db_lock
  * the write connection `db`, rdb_lock the hot path's read connection
  * `rdb`, slot_lock the slot map and space accounting, and the lock of
- * each of the group commit's two queues (data, index).  The store never
+ * each of the group commit's two queues (data, index); and the lookup
+ * cache's own, one per set of it (store_cache.c).  The store never
  * holds two of them at once (a stage's leader lets go of its queue's
  * lock before it works, and the index stage's takes db_lock then), so
  * they have no order.  Two functions run the caller's callback under one of them:
@@ -290,6 +291,8 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 	}
 	s->info.image_size = cfg->image_size;
 	r = zero_crc(s->info.chunk_size, &s->zero_crc);
+	if (!r)
+		r = copy_cache_init(&s->cache, s->info.chunk_size);
 	if (r) {
 		snprintf(err, err_len, "store %s: out of memory", s->dir);
 		goto err_made;
@@ -369,6 +372,7 @@ void store_close(struct store *s, bool clean)
 	pthread_mutex_destroy(&s->slot_lock);
 	commit_group_destroy(&s->gc_data);
 	commit_group_destroy(&s->gc_index);
+	copy_cache_destroy(&s->cache);
 	free(s->slot_used);
 	free(s->dir);
 	free(s);

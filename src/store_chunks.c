@@ -55,19 +55,52 @@ static int take_oldest(void *arg, const struct run *r)
 	return 0;
 }
 
+/* Finds the copies of chunks first..last, in one cache window, in the
+ * index: the whole window's when the cache wants it (and keeps it, unless
+ * a commit came), else just these. */
+static int find_window(struct store *s, uint64_t first, uint64_t last,
+		       int64_t seq, struct chunk_row *rows)
+{
+	uint64_t window = first / CACHE_WINDOW, w0 = window * CACHE_WINDOW;
+	struct chunk_row all[CACHE_WINDOW];
+	uint64_t token;
+	bool fill = copy_cache_miss(
+		&s->cache, window,
+		first == w0 && last - first + 1 == CACHE_WINDOW, &token);
+	struct found f = { fill ? w0 : first,
+			   fill ? w0 + CACHE_WINDOW - 1 : last,
+			   s->info.chunk_size, s->zero_crc,
+			   all + (fill ? 0 : first - w0) };
+	int r;
+
+	for (uint64_t c = f.first; c <= f.last; c++)
+		all[c - w0] = (struct chunk_row){ .chunk_idx = c, .seq = -1 };
+	pthread_mutex_lock(&s->rdb_lock);
+	r = run_scan(s->rdb, s->find_runs, f.first, f.last, seq, INT64_MAX,
+		     take_oldest, &f);
+	pthread_mutex_unlock(&s->rdb_lock);
+	if (r)
+		return r;
+	if (fill)
+		copy_cache_put(&s->cache, token, seq, window, all);
+	memcpy(rows, &all[first - w0],
+	       (size_t)(last - first + 1) * sizeof(*rows));
+	return 0;
+}
+
 int store_find_copies(struct store *s, uint64_t first, uint64_t last,
 		      int64_t seq, struct chunk_row *rows)
 {
-	struct found f = { first, last, s->info.chunk_size, s->zero_crc, rows };
-	int r;
+	int r = 0;
 
-	for (uint64_t i = 0; i <= last - first; i++)
-		rows[i] =
-			(struct chunk_row){ .chunk_idx = first + i, .seq = -1 };
-	pthread_mutex_lock(&s->rdb_lock);
-	r = run_scan(s->rdb, s->find_runs, first, last, seq, INT64_MAX,
-		     take_oldest, &f);
-	pthread_mutex_unlock(&s->rdb_lock);
+	/* a window at a time, from the cache or the index */
+	for (uint64_t a = first, b; a <= last && !r; a = b + 1) {
+		b = (a / CACHE_WINDOW + 1) * CACHE_WINDOW - 1;
+		if (b > last)
+			b = last;
+		if (!copy_cache_get(&s->cache, seq, a, b, rows + (a - first)))
+			r = find_window(s, a, b, seq, rows + (a - first));
+	}
 	return r;
 }
 
@@ -322,6 +355,8 @@ int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 out:
 	sqlite3_finalize(del);
 	pthread_mutex_unlock(&s->db_lock);
+	/* before a freed slot is taken again (store_cache.c) */
+	copy_cache_forget_all(&s->cache);
 	store_slots_release(s, freed.v, freed.n);
 	free(freed.v);
 	free(wins.v);

@@ -202,6 +202,11 @@ static int stage_index(struct store *s, struct commit_waiter *batch)
 		r = index_tx_end(s->db, r, "index.commit");
 	}
 	pthread_mutex_unlock(&s->db_lock);
+	/* before any chunk of the batch changes live (store_cache.c) */
+	for (struct commit_waiter *w = batch; w; w = w->next)
+		for (size_t i = 0; i < w->n; i++)
+			copy_cache_forget(&s->cache, w->rows[i].chunk_idx,
+					  w->rows[i].chunk_idx);
 	if (!r)
 		store_slots_release(s, dup.v, dup.n);
 	free(dup.v);

@@ -10,6 +10,7 @@
  *   store_commit.c  the group commit and its write ordering
  *   store_runs.c    runs: how copies are rows (classes, checksums)
  *   store_chunks.c  copy lookup, the purge rule, diff bytes
+ *   store_cache.c   copy lookups' answers kept, per window of chunks
  *   store_migrate.c older formats brought to this one at open
  *   store_rows.c    snapshot and generation rows, bitmap words
  *   store_check.c   the offline check
@@ -39,6 +40,21 @@
 #define STORE_PATH_MAX 4200
 
 struct commit_waiter; /* store_commit.c */
+
+/* store_cache.c: what copy lookups found, per snapshot and window of
+ * CACHE_WINDOW chunks, in CACHE_BYTES at most (its note). */
+#define CACHE_WINDOW 64
+#define CACHE_WAYS 4
+#define CACHE_MISSED 8
+#define CACHE_BYTES (8u << 20)
+
+struct cache_set;
+
+struct copy_cache {
+	struct cache_set *sets; /* mask + 1, each under its own lock */
+	size_t mask;
+	uint32_t cs; /* chunk_size */
+};
 
 /* One stage of the group commit: its queue, all under lock. */
 struct commit_group {
@@ -73,6 +89,7 @@ struct store {
 	pthread_mutex_t rdb_lock;
 	sqlite3 *rdb; /* rdb_lock: reads of the hot path */
 	sqlite3_stmt *find_runs; /* rdb_lock: runs overlapping a range */
+	struct copy_cache cache; /* what find_runs found (its own locks) */
 
 	/* The slot map and space accounting, all under slot_lock. */
 	pthread_mutex_t slot_lock;
@@ -188,6 +205,23 @@ int run_scan(sqlite3 *db, sqlite3_stmt *st, uint64_t first, uint64_t last,
 int run_insert(struct store *s, const struct run *r);
 int store_insert_rows(struct store *s, const struct chunk_row *const *rows,
 		      size_t n, struct i64_array *dup);
+
+/* store_cache.c.  copy_cache_get fills rows[0..] for first..last, which
+ * lie in one window, when it holds the window for seq.  A lookup that
+ * missed calls copy_cache_miss (whole: it wants the whole window) before
+ * it asks the index: when that returns true it asks for the whole window
+ * and puts its rows (CACHE_WINDOW, from its first chunk) with the token
+ * after.  A commit forgets what it changed once committed. */
+int copy_cache_init(struct copy_cache *cc, uint32_t chunk_size);
+void copy_cache_destroy(struct copy_cache *cc);
+bool copy_cache_get(struct copy_cache *cc, int64_t seq, uint64_t first,
+		    uint64_t last, struct chunk_row *rows);
+bool copy_cache_miss(struct copy_cache *cc, uint64_t window, bool whole,
+		     uint64_t *token);
+void copy_cache_put(struct copy_cache *cc, uint64_t token, int64_t seq,
+		    uint64_t window, const struct chunk_row *rows);
+void copy_cache_forget(struct copy_cache *cc, uint64_t first, uint64_t last);
+void copy_cache_forget_all(struct copy_cache *cc);
 
 /* store_migrate.c: brings an index of an older format to STORE_FORMAT;
  * db_lock held, before anything else reads it. */

@@ -121,7 +121,10 @@ stop_snapfs() {
 	local mnt=$1 rc=0
 	fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt"
 	wait "$SNAPFS_PID" || rc=$?
-	[ "$rc" = 0 ] || fail "snapfs exited with $rc after unmount"
+	if [ "$rc" != 0 ]; then
+		tail -n 60 "$WORK/daemon.log" >&2
+		fail "snapfs exited with $rc after unmount"
+	fi
 }
 
 # kill9_snapfs MNT: kills the daemon and clears the dead mount.
