@@ -308,7 +308,7 @@ int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 	size_t nz[COW_BATCH_CHUNKS];
 	bool kept[COW_BATCH_CHUNKS]; /* rows[i] holds a promise */
 	unsigned char *buf = NULL;
-	size_t k = 0, nnz = 0, i;
+	size_t k = 0, nnz = 0, nops = 0, i;
 	uint64_t zeros = 0, spare = 0, spent = 0;
 	int r = 0;
 
@@ -340,13 +340,19 @@ int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 
 		if (len < c->cs)
 			memset(buf + i * c->cs + len, 0, c->cs - len);
-		ops[i] = (struct io_op){ .fd = c->b->fd,
-					 .buf = buf + i * c->cs,
-					 .len = len,
-					 .off = rows[i].chunk_idx * c->cs,
-					 .fault = "backing.read" };
+		/* consecutive chunks (whole ones: only the image's last is
+		 * short) land side by side in buf: one read */
+		if (nops && rows[i].chunk_idx == rows[i - 1].chunk_idx + 1) {
+			ops[nops - 1].len += len;
+			continue;
+		}
+		ops[nops++] = (struct io_op){ .fd = c->b->fd,
+					      .buf = buf + i * c->cs,
+					      .len = len,
+					      .off = rows[i].chunk_idx * c->cs,
+					      .fault = "backing.read" };
 	}
-	r = uring_run(c->io, ops, (unsigned)k);
+	r = uring_run(c->io, ops, (unsigned)nops);
 	if (r) {
 		log_error("cow: read chunk %llu for preservation: %s",
 			  (unsigned long long)rows[0].chunk_idx, strerror(-r));
