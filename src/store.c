@@ -28,11 +28,11 @@
  * the database consistent through a power loss (OFF does not: SQLite
  * documents that it may corrupt the database then).
  *
- * Locking: five mutexes, each guarding what store_int.h marks: db_lock
- * the write connection `db`, rdb_lock the hot path's read connection
- * `rdb`, slot_lock the slot map and space accounting, and the lock of
- * each of the group commit's two queues (data, index); and the lookup
- * cache's own, one per set of it (store_cache.c).  The store never
+ * Locking: five mutexes and the lookup cache's, each guarding what
+ * store_int.h marks: db_lock the write connection `db`, rdb_lock the hot
+ * path's read connection `rdb`, slot_lock the slot map and space
+ * accounting, the lock of each of the group commit's two queues (data,
+ * index), and one per set of the cache (store_cache.c).  The store never
  * holds two of them at once (a stage's leader lets go of its queue's
  * lock before it works, and the index stage's takes db_lock then), so
  * they have no order.  Two functions run the caller's callback under one of them:

@@ -110,7 +110,8 @@ static struct cache_entry *find(struct cache_set *set, uint64_t window,
 	for (unsigned k = 0; k < CACHE_WAYS; k++) {
 		struct cache_entry *e = set->way[k];
 
-		if (e && e->seq == seq && e->window == window)
+		/* seq 0: an emptied entry (no snapshot has seq 0) */
+		if (e && e->seq && e->seq == seq && e->window == window)
 			return e;
 	}
 	return NULL;

@@ -202,11 +202,16 @@ static int stage_index(struct store *s, struct commit_waiter *batch)
 		r = index_tx_end(s->db, r, "index.commit");
 	}
 	pthread_mutex_unlock(&s->db_lock);
-	/* before any chunk of the batch changes live (store_cache.c) */
+	/* before any chunk of the batch changes live (store_cache.c); a
+	 * waiter's rows are in chunk order, so a window once each */
 	for (struct commit_waiter *w = batch; w; w = w->next)
 		for (size_t i = 0; i < w->n; i++)
-			copy_cache_forget(&s->cache, w->rows[i].chunk_idx,
-					  w->rows[i].chunk_idx);
+			if (!i ||
+			    w->rows[i].chunk_idx / CACHE_WINDOW !=
+				    w->rows[i - 1].chunk_idx / CACHE_WINDOW)
+				copy_cache_forget(&s->cache,
+						  w->rows[i].chunk_idx,
+						  w->rows[i].chunk_idx);
 	if (!r)
 		store_slots_release(s, dup.v, dup.n);
 	free(dup.v);

@@ -94,17 +94,25 @@ static struct chunk_row window_row(uint64_t c)
 	return rows[c - w0];
 }
 
-Test(store_cache, a_commit_forgets_the_window_it_changes)
+Test(store_cache, a_commit_forgets_the_windows_it_changes)
 {
-	struct chunk_row row = copy_of(5), got;
+	struct chunk_row rows[3] = { copy_of(5), copy_of(6), copy_of(70) };
+	struct chunk_row got;
 
-	cr_assert_eq(window_row(5).seq, -1);
-	cr_assert_eq(window_row(5).seq, -1); /* now from the cache */
-	cr_assert_eq(store_commit_chunks(s, &row, 1), 0);
-	cr_assert_eq(store_find_copy(s, 5, 1, &got), 0,
-		     "the lookup kept before the commit was used after it");
-	cr_assert_eq(got.data_off, row.data_off);
-	cr_assert_eq(got.crc, 7);
+	for (int pass = 0; pass < 2; pass++) { /* the index, then the cache */
+		cr_assert_eq(window_row(5).seq, -1);
+		cr_assert_eq(window_row(70).seq, -1);
+	}
+	/* one commit, two windows */
+	cr_assert_eq(store_commit_chunks(s, rows, 3), 0);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(store_find_copy(s, rows[i].chunk_idx, 1, &got), 0,
+			     "chunk %llu: the lookup kept before the commit "
+			     "was used after it",
+			     (unsigned long long)rows[i].chunk_idx);
+		cr_assert_eq(got.data_off, rows[i].data_off);
+		cr_assert_eq(got.crc, 7);
+	}
 }
 
 Test(store_cache, a_window_missed_twice_is_kept_and_forgotten_too)
