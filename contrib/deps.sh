@@ -10,6 +10,9 @@ PKGS=(
 	libsqlite3-dev					# the diff store's index
 	libcriterion-dev				# unit tests
 	fio e2fsprogs util-linux procps python3		# integration tests
+	ceph-common					# rbd merge-diff, which
+							# export-diff's streams
+							# must satisfy
 	clang libclang-rt-dev				# libFuzzer targets and
 							# their runtime (a
 							# recommend of clang's)

@@ -35,54 +35,10 @@
 #include <unistd.h>
 
 #include "snapfs/backup.h"
+#include "snapfs/progress.h"
 #include "fullio.h"
 
 #define PIECE (1u << 20)
-
-struct progress {
-	bool on, tty;
-	uint64_t total, done;
-	double start, last;
-	int last_pct;
-};
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void progress_show(struct progress *p, bool final)
-{
-	double t = now_s(), el = t - p->start;
-	double rate = el > 0 ? (double)p->done / el : 0;
-	int pct = p->total ? (int)(p->done * 100 / p->total) : 100;
-
-	if (!p->on)
-		return;
-	if (p->tty) {
-		double eta;
-
-		if (!final && t - p->last < 0.2)
-			return;
-		p->last = t;
-		eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
-		fprintf(stderr,
-			"\r%8.1f / %.1f MiB %3d%% %7.1f MiB/s ETA %02d:%02d%s",
-			(double)p->done / 1048576, (double)p->total / 1048576,
-			pct, rate / 1048576, (int)eta / 60, (int)eta % 60,
-			final ? "\n" : "");
-		return;
-	}
-	if ((final && p->last_pct != pct) || pct / 10 > p->last_pct / 10) {
-		p->last_pct = pct;
-		fprintf(stderr,
-			"copied %" PRIu64 " of %" PRIu64 " bytes (%d%%)\n",
-			p->done, p->total, pct);
-	}
-}
 
 static void sidecar_path(const char *dest, char *buf, size_t len)
 {
@@ -167,14 +123,45 @@ static int copy_range(int src, int dst, bool dst_is_file, bool punch_zeros,
 		}
 		off += n;
 		len -= n;
-		p->done += n;
-		progress_show(p, false);
+		progress_add(p, n);
 	}
 	return 0;
 }
 
-/* The data extents of a sparse source, from SEEK_DATA/SEEK_HOLE. */
-static int data_extents(int fd, uint64_t size, struct backup_extent **out,
+int backup_zero(int fd, uint64_t off, uint64_t len, bool *zero)
+{
+	unsigned char *buf = NULL;
+	int r = 0;
+
+	*zero = true;
+	while (len && *zero && !r) {
+		off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+		uint64_t n;
+
+		if (d < 0 && errno == ENXIO)
+			break; /* a hole to the end */
+		if (d < 0 && errno != EINVAL && errno != EOPNOTSUPP)
+			return -errno;
+		if (d > (off_t)off) { /* a hole first */
+			if ((uint64_t)d - off >= len)
+				break;
+			len -= (uint64_t)d - off;
+			off = (uint64_t)d;
+		}
+		if (!buf && !(buf = malloc(PIECE)))
+			return -ENOMEM;
+		n = len < PIECE ? len : PIECE;
+		r = pread_full(fd, buf, (size_t)n, (off_t)off);
+		if (!r)
+			*zero = all_zero(buf, (size_t)n);
+		off += n;
+		len -= n;
+	}
+	free(buf);
+	return r;
+}
+
+int backup_data_extents(int fd, uint64_t size, struct backup_extent **out,
 			size_t *n)
 {
 	struct backup_extent *v = NULL;
@@ -224,7 +211,8 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 	struct backup_extent *owned = NULL, whole;
 	const struct backup_extent *ext = job->extents;
 	size_t next = job->nextents;
-	struct progress p = { 0 };
+	struct progress p;
+	uint64_t total = 0;
 	unsigned char *buf = NULL;
 	struct stat sst, dst;
 	bool is_file = true, exists;
@@ -304,7 +292,7 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 					 strerror(-r));
 				goto out;
 			}
-			r = data_extents(src, size, &owned, &next);
+			r = backup_data_extents(src, size, &owned, &next);
 			if (r) {
 				snprintf(err, err_len, "%s: %s", job->source,
 					 strerror(-r));
@@ -323,12 +311,9 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 		snprintf(err, err_len, "out of memory");
 		goto out;
 	}
-	p.on = job->progress == BACKUP_PROGRESS_ON ||
-	       (job->progress == BACKUP_PROGRESS_AUTO && isatty(2));
-	p.tty = isatty(2);
-	p.start = now_s();
 	for (size_t i = 0; i < next; i++)
-		p.total += ext[i].len;
+		total += ext[i].len;
+	progress_start(&p, job->progress, "copied", total);
 	for (size_t i = 0; i < next && !r; i++)
 		r = copy_range(src, dfd, is_file, job->since != NULL,
 			       ext[i].off, ext[i].len, buf, &p);
@@ -340,7 +325,7 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 			 strerror(-r));
 		goto out;
 	}
-	progress_show(&p, true);
+	progress_end(&p);
 	r = write_sidecar(job->dest, job->uuid, true);
 	if (r)
 		snprintf(err, err_len, "%s%s: %s", job->dest,

@@ -84,11 +84,18 @@ static int cmd_create(struct daemon *d, FILE *out)
 	return 0;
 }
 
+/* delete [--keep-bookmark] UUID...: snapshots (kept as bookmarks), or
+ * bookmarks (without the flag). */
 static int cmd_delete(struct daemon *d, char **args, int nargs, FILE *out,
 		      char *msg, size_t msg_len)
 {
+	bool keep = nargs > 0 && !strcmp(args[0], "--keep-bookmark");
 	int r;
 
+	if (keep) {
+		args++;
+		nargs--;
+	}
 	if (nargs < 1) {
 		snprintf(msg, msg_len, "delete needs a snapshot uuid");
 		return -EINVAL;
@@ -100,11 +107,16 @@ static int cmd_delete(struct daemon *d, char **args, int nargs, FILE *out,
 			return -EINVAL;
 		}
 	for (int i = 0; i < nargs; i++) {
-		r = snapshots_delete(d->snaps, args[i]);
+		r = snapshots_delete(d->snaps, args[i], keep);
+		if (r == -ENOENT && !keep)
+			r = snapshots_delete_bookmark(d->snaps, args[i]);
 		if (r) {
 			snprintf(msg, msg_len, "snapshot %s: %s", args[i],
-				 r == -ENOENT ? "no such snapshot"
-					      : strerror(-r));
+				 r == -ENOENT	? keep ? "no such snapshot"
+						       : "no such snapshot or "
+							 "bookmark"
+				 : r == -EEXIST ? "a bookmark already"
+						: strerror(-r));
 			return r;
 		}
 	}
@@ -162,8 +174,9 @@ static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
 		snprintf(msg, msg_len, "changed needs FROM TO|- json|text");
 		return -EINVAL;
 	}
-	if (snapshots_find(d->snaps, args[0], &from)) {
-		snprintf(msg, msg_len, "--from %s: no such snapshot", args[0]);
+	if (snapshots_find_since(d->snaps, args[0], &from, &(bool){ false })) {
+		snprintf(msg, msg_len,
+			 "--from %s: no such snapshot or bookmark", args[0]);
 		return -ENOENT;
 	}
 	last = cbt_open_generation(d->cbt);
@@ -249,13 +262,42 @@ out:
 	return r;
 }
 
+/* bookmarks: uuid, created, generation each, oldest first. */
+static int cmd_bookmarks(struct daemon *d, bool json, FILE *out)
+{
+	struct snapshot *v;
+	size_t n;
+	int r = snapshots_bookmarks(d->snaps, &v, &n);
+
+	if (r)
+		return r;
+	fputs(json ? "ok\n[" : "ok\nuuid created generation\n", out);
+	for (size_t i = 0; i < n; i++) {
+		char when[32];
+
+		iso_time(v[i].created_ns, when);
+		if (json)
+			fprintf(out,
+				"%s\n  {\"uuid\": \"%s\", \"created\": \"%s\", "
+				"\"generation\": %" PRIu64 "}",
+				i ? "," : "", v[i].uuid, when, v[i].generation);
+		else
+			fprintf(out, "%s %s %" PRIu64 "\n", v[i].uuid, when,
+				v[i].generation);
+	}
+	if (json)
+		fputs(n ? "\n]\n" : "]\n", out);
+	free(v);
+	return 0;
+}
+
 static int cmd_status(struct daemon *d, bool json, FILE *out)
 {
 	const struct store_info *si = store_info(d->store);
 	struct store_event *ev = NULL;
-	struct snapshot *snaps = NULL;
+	struct snapshot *snaps = NULL, *bms = NULL;
 	struct store_generation *gens = NULL;
-	size_t nev = 0, nsnaps = 0, ngens = 0, shown = 0;
+	size_t nev = 0, nsnaps = 0, nbms = 0, ngens = 0, shown = 0;
 	const char *dur =
 		d->opts.durability == DURABILITY_FULL ? "full" : "process";
 	const char *onfull = d->opts.on_full == ON_FULL_DROP_OLDEST
@@ -265,6 +307,8 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 	int r;
 
 	r = snapshots_list(d->snaps, &snaps, &nsnaps);
+	if (!r)
+		r = snapshots_bookmarks(d->snaps, &bms, &nbms);
 	if (!r)
 		r = store_list_events(d->store, EVENTS_SHOWN, &ev, &nev);
 	if (!r)
@@ -280,13 +324,14 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 		fprintf(out,
 			", \"size\": %" PRIu64 ", \"chunk_size\": %u, "
 			"\"cbt_block_size\": %u, \"generation\": %" PRIu64
-			", \"snapshots\": %zu, \"diff_bytes\": %" PRIu64
-			", \"diff_max\": %" PRIu64 ", \"on_full\": \"%s\", "
+			", \"snapshots\": %zu, \"bookmarks\": %zu, "
+			"\"diff_bytes\": %" PRIu64 ", \"diff_max\": %" PRIu64
+			", \"on_full\": \"%s\", "
 			"\"durability\": \"%s\", \"read_only\": %s, "
 			"\"clean_shutdown\": %s, \"generations\": [",
 			d->backing.size, si->chunk_size, si->cbt_block_size,
-			si->generation, nsnaps, used, d->opts.diff_max, onfull,
-			dur, d->opts.ro ? "true" : "false",
+			si->generation, nsnaps, nbms, used, d->opts.diff_max,
+			onfull, dur, d->opts.ro ? "true" : "false",
 			si->prev_clean ? "true" : "false");
 		for (size_t i = 0; i < ngens; i++) {
 			char when[32];
@@ -334,9 +379,10 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 		"cbt_block_size:  %u\n"
 		"generation:      %" PRIu64 " (open)\n"
 		"snapshots:       %zu\n"
+		"bookmarks:       %zu\n"
 		"diff_bytes:      %" PRIu64 "\n",
 		d->backing.path, d->store_path, d->backing.size, si->chunk_size,
-		si->cbt_block_size, si->generation, nsnaps, used);
+		si->cbt_block_size, si->generation, nsnaps, nbms, used);
 	if (d->opts.diff_max)
 		fprintf(out, "diff_max:        %" PRIu64 " (on_full=%s)\n",
 			d->opts.diff_max, onfull);
@@ -373,6 +419,7 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 out:
 	free(ev);
 	free(snaps);
+	free(bms);
 	free(gens);
 	return r;
 }
@@ -424,6 +471,10 @@ int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
 		r = cmd_delete(d, words + 1, n - 1, out, msg, sizeof(msg));
 	} else if (!strcmp(words[0], "changed")) {
 		r = cmd_changed(d, words + 1, n - 1, out, msg, sizeof(msg));
+	} else if (!strcmp(words[0], "bookmarks") && n == 1) {
+		r = cmd_bookmarks(d, false, out);
+	} else if (!strcmp(words[0], "bookmarks-json") && n == 1) {
+		r = cmd_bookmarks(d, true, out);
 	} else if (!strcmp(words[0], "list") && n == 1) {
 		r = cmd_list(d, false, out);
 	} else if (!strcmp(words[0], "list-json") && n == 1) {

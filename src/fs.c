@@ -549,7 +549,7 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	fuse_reply_err(req, -snapshots_delete(d->snaps, uuid));
+	fuse_reply_err(req, -snapshots_delete(d->snaps, uuid, false));
 }
 
 static void fs_op_refuse(fuse_req_t req, fuse_ino_t parent)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * fullio.h - transfers that move every byte however the kernel splits
- * them (a signal, a short write), or fail: 0 or -errno (-EIO when the
+ * them (a signal, a short read or write), or fail: 0 or -errno (-EIO when the
  * kernel moves nothing).
  */
 #ifndef SNAPFS_FULLIO_H
@@ -61,6 +61,25 @@ static inline int write_full(int fd, const void *buf, size_t len)
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
 	return len ? writev_full(fd, &iov, 1, -1) : 0;
+}
+
+/* Reads buf[0..len) from off; -EIO at the end of the file before len. */
+static inline int pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t got = pread(fd, buf, len, off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return -EIO;
+		buf = (char *)buf + got;
+		len -= (size_t)got;
+		off += got;
+	}
+	return 0;
 }
 
 #endif

@@ -31,6 +31,7 @@
 
 #include "config.h"
 #include "snapfs/backup.h"
+#include "snapfs/export.h"
 #include "snapfs/cbtview.h"
 #include "snapfs/ctl.h"
 #include "snapfs/store.h"
@@ -56,9 +57,19 @@ static const struct command commands[] = {
 	  "A header, then one snapshot a line: uuid, time taken (UTC),\n"
 	  "generation, bytes preserved for it.\n"
 	  "  --json  an array of objects instead\n" },
-	{ "delete", "delete MOUNTPOINT UUID...", "delete snapshots",
+	{ "delete", "delete MOUNTPOINT UUID... [--keep-bookmark]",
+	  "delete snapshots or bookmarks",
 	  "Deletes the snapshots, like rm on their files; their space is\n"
-	  "freed once no reader holds them open.\n" },
+	  "freed once no reader holds them open.  A bookmark's uuid deletes\n"
+	  "the bookmark.\n"
+	  "  --keep-bookmark  keep each snapshot's uuid and generation as a\n"
+	  "                   bookmark: the older end of changed --from,\n"
+	  "                   backup --since, at no cost to writes\n" },
+	{ "bookmarks", "bookmarks MOUNTPOINT [--json]",
+	  "bookmarks, oldest first",
+	  "A header, then one bookmark a line: uuid, time its snapshot was\n"
+	  "taken (UTC), generation.\n"
+	  "  --json  an array of objects instead\n" },
 	{ "status", "status MOUNTPOINT [--json] [--map|--no-map]",
 	  "state of the mount and store",
 	  "Backing, sizes, open generation, snapshots, diff store use,\n"
@@ -72,9 +83,10 @@ static const struct command commands[] = {
 	{ "changed",
 	  "changed MOUNTPOINT --from UUID [--to UUID] [--json] [--summary]",
 	  "extents changed since a snapshot",
-	  "Byte extents that changed from snapshot --from to snapshot --to\n"
-	  "(or to now): OFFSET LENGTH a line, sorted, merged.\n"
-	  "  --json     an array of {offset, length} instead\n"
+	  "Byte extents that changed from snapshot (or bookmark) --from to\n"
+	  "snapshot --to (or to now): OFFSET LENGTH a line, sorted, merged.\n"
+	  "  --json     an array of {offset, length, zero} instead (zero:\n"
+	  "             the extent reads as zeros at --to, or now)\n"
 	  "  --summary  per generation instead (every kept one without\n"
 	  "             --from): changed bytes, extents, share of the image,\n"
 	  "             and their union\n" },
@@ -83,8 +95,22 @@ static const struct command commands[] = {
 	  "[--progress|--no-progress]",
 	  "copy a snapshot, whole or incremental",
 	  "Copies snapshot UUID to DEST (file or block device), sparse.\n"
-	  "  --since OLD    DEST holds snapshot OLD: write only what changed\n"
+	  "  --since OLD    DEST holds snapshot OLD (or a snapshot since kept\n"
+	  "                 as bookmark OLD): write only what changed\n"
 	  "  --progress     a progress bar (the default on a terminal)\n"
+	  "  --no-progress  none\n" },
+	{ "export-diff",
+	  "export-diff MOUNTPOINT UUID [--since UUID] [FILE|-] "
+	  "[--progress|--no-progress]",
+	  "changes as a Ceph RBD diff stream",
+	  "Writes the changes from snapshot (or bookmark) --since to snapshot\n"
+	  "UUID, or from an empty image without it, as a Ceph RBD diff\n"
+	  "stream (rbd diff v1: rbd import-diff applies it, rbd merge-diff\n"
+	  "joins a chain), into FILE (whole or untouched) or standard output\n"
+	  "(-, the default; refused on a terminal).  Zeros are z records.\n"
+	  "  --since OLD    only what changed since OLD\n"
+	  "  --progress     a progress bar (the default on a terminal, FILE\n"
+	  "                 only)\n"
 	  "  --no-progress  none\n" },
 	{ "check", "check STORE_DIR", "verify an unmounted store",
 	  "Checks the index and every preserved chunk of an unmounted store;\n"
@@ -339,53 +365,116 @@ static int parse_extents(char *text, struct backup_extent **out, size_t *n)
 	return 0;
 }
 
+/* backup's and export-diff's shared options: --since OLD, --progress,
+ * --no-progress.  1 when argv[*i] was one (and taken), else 0. */
+static int copy_option(int argc, char **argv, int *i, const char **since,
+		       enum progress_mode *progress)
+{
+	if (!strcmp(argv[*i], "--since") && *i + 1 < argc)
+		*since = argv[++*i];
+	else if (!strcmp(argv[*i], "--progress"))
+		*progress = PROGRESS_ON;
+	else if (!strcmp(argv[*i], "--no-progress"))
+		*progress = PROGRESS_OFF;
+	else
+		return 0;
+	return 1;
+}
+
+/*
+ * What backup and export-diff read: snapshot uuid's image (its path into
+ * source) and, with since, the extents changed since it (*ext, caller
+ * frees).  0, or the exit status of a failure already reported.
+ */
+static int copy_source(const char *cmd, const char *mnt, const char *uuid,
+		       const char *since, char source[4200],
+		       struct backup_extent **ext, size_t *n)
+{
+	char req[128], *body = NULL;
+	struct stat st;
+	int r;
+
+	*ext = NULL;
+	*n = 0;
+	if (!uuid_valid(uuid))
+		return usage_error("%s: '%s' is not a snapshot uuid", cmd,
+				   uuid);
+	if (since && !uuid_valid(since))
+		return usage_error("%s: --since '%s' is not a snapshot uuid",
+				   cmd, since);
+	snprintf(source, 4200, "%s/snapshots/%s.img", mnt, uuid);
+	if (stat(source, &st) < 0)
+		return fail("snapshot %s: %s", uuid,
+			    errno == ENOENT ? "no such snapshot"
+					    : strerror(errno));
+	if (!since)
+		return 0;
+	snprintf(req, sizeof(req), "changed %s %s text", since, uuid);
+	r = request(mnt, req, &body);
+	if (r)
+		return r;
+	r = parse_extents(body, ext, n);
+	free(body);
+	return r ? fail("out of memory") : 0;
+}
+
+static int cmd_export(const char *mnt, int argc, char **argv)
+{
+	struct export_job job = { .progress = PROGRESS_AUTO };
+	struct backup_extent *ext;
+	char source[4200], err[512];
+	int r;
+
+	if (argc < 4)
+		return usage_error("export-diff needs UUID");
+	job.uuid = argv[3];
+	for (int i = 4; i < argc; i++) {
+		if (copy_option(argc, argv, &i, &job.since, &job.progress))
+			continue;
+		if (argv[i][0] == '-' && argv[i][1])
+			return usage_error("export-diff: unexpected '%s'",
+					   argv[i]);
+		if (job.dest)
+			return usage_error("export-diff: a second FILE '%s'",
+					   argv[i]);
+		job.dest = argv[i];
+	}
+	if (job.dest && !strcmp(job.dest, "-"))
+		job.dest = NULL;
+	if (!job.dest && isatty(STDOUT_FILENO))
+		return usage_error("%s", "export-diff: not writing a binary "
+					 "stream to a terminal (give FILE)");
+	r = copy_source("export-diff", mnt, job.uuid, job.since, source, &ext,
+			&job.nextents);
+	if (r)
+		return r;
+	job.source = source;
+	job.extents = ext;
+	r = export_diff_run(&job, err, sizeof(err));
+	free(ext);
+	return r ? fail("%s", err) : 0;
+}
+
 static int cmd_backup(const char *mnt, int argc, char **argv)
 {
-	struct backup_job job = { .progress = BACKUP_PROGRESS_AUTO };
-	struct backup_extent *ext = NULL;
-	char source[4200], req[128], err[512], *body = NULL;
-	struct stat st;
-	int i, r;
+	struct backup_job job = { .progress = PROGRESS_AUTO };
+	struct backup_extent *ext;
+	char source[4200], err[512];
+	int r;
 
 	if (argc < 5)
 		return usage_error("backup needs UUID and DEST");
 	job.uuid = argv[3];
 	job.dest = argv[4];
-	for (i = 5; i < argc; i++) {
-		if (!strcmp(argv[i], "--since") && i + 1 < argc)
-			job.since = argv[++i];
-		else if (!strcmp(argv[i], "--progress"))
-			job.progress = BACKUP_PROGRESS_ON;
-		else if (!strcmp(argv[i], "--no-progress"))
-			job.progress = BACKUP_PROGRESS_OFF;
-		else
+	for (int i = 5; i < argc; i++)
+		if (!copy_option(argc, argv, &i, &job.since, &job.progress))
 			return usage_error("backup: unexpected '%s'", argv[i]);
-	}
-	if (!uuid_valid(job.uuid))
-		return usage_error("backup: '%s' is not a snapshot uuid",
-				   job.uuid);
-	if (job.since && !uuid_valid(job.since))
-		return usage_error(
-			"backup: --since '%s' is not a snapshot uuid",
-			job.since);
-	snprintf(source, sizeof(source), "%s/snapshots/%s.img", mnt, job.uuid);
-	if (stat(source, &st) < 0)
-		return fail("snapshot %s: %s", job.uuid,
-			    errno == ENOENT ? "no such snapshot"
-					    : strerror(errno));
+	r = copy_source("backup", mnt, job.uuid, job.since, source, &ext,
+			&job.nextents);
+	if (r)
+		return r;
 	job.source = source;
-	if (job.since) {
-		snprintf(req, sizeof(req), "changed %s %s text", job.since,
-			 job.uuid);
-		r = request(mnt, req, &body);
-		if (r)
-			return r;
-		r = parse_extents(body, &ext, &job.nextents);
-		free(body);
-		if (r)
-			return fail("out of memory");
-		job.extents = ext;
-	}
+	job.extents = ext;
 	r = backup_run(&job, err, sizeof(err));
 	free(ext);
 	return r ? fail("%s", err) : 0;
@@ -393,6 +482,52 @@ static int cmd_backup(const char *mnt, int argc, char **argv)
 
 static int cmd_summary(const char *mnt, const char *from, const char *to,
 		       bool json);
+
+/* changed --json: the extents with "zero", whether each reads as zeros
+ * at the newer end (snapshot TO, or live.img for "-"). */
+static int changed_json(const char *mnt, const char *from, const char *to)
+{
+	struct backup_extent *ext = NULL;
+	char req[128], path[4200], *body = NULL;
+	size_t n = 0;
+	int fd, r;
+
+	snprintf(req, sizeof(req), "changed %s %s text", from, to);
+	r = request(mnt, req, &body);
+	if (r)
+		return r;
+	r = parse_extents(body, &ext, &n);
+	free(body);
+	if (r)
+		return fail("out of memory");
+	if (strcmp(to, "-"))
+		snprintf(path, sizeof(path), "%s/snapshots/%s.img", mnt, to);
+	else
+		snprintf(path, sizeof(path), "%s/live.img", mnt);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		free(ext);
+		return fail("%s: %s", path, strerror(errno));
+	}
+	fputc('[', stdout);
+	for (size_t i = 0; i < n && !r; i++) {
+		bool zero;
+
+		r = backup_zero(fd, ext[i].off, ext[i].len, &zero);
+		if (!r)
+			printf("%s\n  {\"offset\": %llu, \"length\": %llu, "
+			       "\"zero\": %s}",
+			       i ? "," : "", (unsigned long long)ext[i].off,
+			       (unsigned long long)ext[i].len,
+			       zero ? "true" : "false");
+	}
+	close(fd);
+	free(ext);
+	if (r)
+		return fail("%s: %s", path, strerror(-r));
+	fputs(n ? "\n]\n" : "]\n", stdout);
+	return 0;
+}
 
 static int cmd_changed(const char *mnt, int argc, char **argv)
 {
@@ -421,8 +556,9 @@ static int cmd_changed(const char *mnt, int argc, char **argv)
 	if (!uuid_valid(from) || (strcmp(to, "-") && !uuid_valid(to)))
 		return usage_error("changed: '%s' is not a snapshot uuid",
 				   uuid_valid(from) ? to : from);
-	snprintf(req, sizeof(req), "changed %s %s %s", from, to,
-		 json ? "json" : "text");
+	if (json)
+		return changed_json(mnt, from, to);
+	snprintf(req, sizeof(req), "changed %s %s text", from, to);
 	return request(mnt, req, NULL);
 }
 
@@ -664,7 +800,8 @@ int main(int argc, char **argv)
 		}
 		return cmd_create(mnt, freeze);
 	}
-	if (!strcmp(cmd, "list") || !strcmp(cmd, "status")) {
+	if (!strcmp(cmd, "list") || !strcmp(cmd, "status") ||
+	    !strcmp(cmd, "bookmarks")) {
 		int map = -1; /* on a terminal */
 		char req[32];
 		int r;
@@ -690,26 +827,34 @@ int main(int argc, char **argv)
 		return r;
 	}
 	if (!strcmp(cmd, "delete")) {
+		bool keep = false;
 		char *req;
-		size_t len = 8;
-		int r;
+		size_t len = 8 + sizeof(" --keep-bookmark");
+		int r, nuuids = 0;
 
-		if (argc < 4)
-			return usage_error("%s",
-					   "delete: needs at least one UUID");
 		for (i = 3; i < argc; i++) {
+			if (!strcmp(argv[i], "--keep-bookmark")) {
+				keep = true;
+				continue;
+			}
 			if (!uuid_valid(argv[i]))
 				return usage_error(
 					"delete: '%s' is not a snapshot "
 					"uuid",
 					argv[i]);
 			len += strlen(argv[i]) + 1;
+			nuuids++;
 		}
+		if (!nuuids)
+			return usage_error("%s",
+					   "delete: needs at least one UUID");
 		req = malloc(len);
 		if (!req)
 			return fail("out of memory");
-		strcpy(req, "delete");
+		strcpy(req, keep ? "delete --keep-bookmark" : "delete");
 		for (i = 3; i < argc; i++) {
+			if (!strcmp(argv[i], "--keep-bookmark"))
+				continue;
 			strcat(req, " ");
 			strcat(req, argv[i]);
 		}
@@ -721,5 +866,7 @@ int main(int argc, char **argv)
 		return cmd_changed(mnt, argc, argv);
 	if (!strcmp(cmd, "backup"))
 		return cmd_backup(mnt, argc, argv);
+	if (!strcmp(cmd, "export-diff"))
+		return cmd_export(mnt, argc, argv);
 	return usage_error("unknown command '%s'", cmd);
 }

@@ -11,6 +11,11 @@
  *     in the store (so a crash finishes the job at the next mount) and
  *     kept, still counted by the chain, until the last reader closes (or
  *     purged by the delete, when they all closed while it was marked);
+ *   - delete keeping a bookmark: as delete, but marked first whatever the
+ *     readers, with the bookmark wish in the mark, and the purge's commit
+ *     turns the row into a bookmark: a uuid and a generation, no data, no
+ *     part in the chain (only snapshots are preserved for), kept in a
+ *     list of its own;
  *   - the newest snapshot changing by deletion is done with the chain
  *     quiesced, since it changes what a write must preserve.
  *
@@ -47,7 +52,34 @@ struct snapshots {
 	pthread_mutex_t lock;
 	struct snapshot *v; /* ascending seq */
 	size_t n;
+	struct snapshot *bm; /* bookmarks, ascending seq */
+	size_t nbm, bm_cap;
 };
+
+/* Adds e to the bookmarks in seq order; lock held. */
+static int bookmark_add(struct snapshots *ss, const struct snapshot *e)
+{
+	size_t at = ss->nbm;
+
+	if (ss->nbm == ss->bm_cap) {
+		size_t cap = ss->bm_cap ? 2 * ss->bm_cap : 8;
+		struct snapshot *v = realloc(ss->bm, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ss->bm = v;
+		ss->bm_cap = cap;
+	}
+	while (at > 0 && ss->bm[at - 1].seq > e->seq)
+		at--;
+	memmove(&ss->bm[at + 1], &ss->bm[at], (ss->nbm - at) * sizeof(*ss->bm));
+	ss->bm[at] = (struct snapshot){ .seq = e->seq,
+					.created_ns = e->created_ns,
+					.generation = e->generation };
+	memcpy(ss->bm[at].uuid, e->uuid, sizeof(e->uuid));
+	ss->nbm++;
+	return 0;
+}
 
 /* Index of seq in the list, or -1; lock held. */
 static ssize_t index_of(const struct snapshots *ss, int64_t seq)
@@ -134,6 +166,12 @@ static int purge(struct snapshots *ss, int64_t seq)
 	pthread_mutex_lock(&ss->lock);
 	at = index_of(ss, seq);
 	if (at >= 0) {
+		/* the store holds it as a bookmark now; a copy in memory that
+		 * cannot be made is back at the next mount */
+		if (ss->v[at].keep_bookmark && bookmark_add(ss, &ss->v[at]))
+			log_error("snapshot: bookmark %s is listed again only "
+				  "after a restart: out of memory",
+				  ss->v[at].uuid);
 		memmove(&ss->v[at], &ss->v[at + 1],
 			(ss->n - (size_t)at - 1) * sizeof(*ss->v));
 		ss->n--;
@@ -165,16 +203,22 @@ int snapshots_load(struct snapshots **out, struct store *s, struct backing *b,
 		r = -ENOMEM;
 		goto err;
 	}
-	for (i = 0; i < n; i++) {
-		struct snapshot *e = &ss->v[ss->n++];
+	for (i = 0; i < n && !r; i++) {
+		struct snapshot e = { .seq = rows[i].seq,
+				      .created_ns = rows[i].created_ns,
+				      .generation = rows[i].generation,
+				      .size = rows[i].size,
+				      .deleted = rows[i].deleted,
+				      .keep_bookmark = rows[i].bookmark };
 
-		e->seq = rows[i].seq;
-		memcpy(e->uuid, rows[i].uuid, sizeof(e->uuid));
-		e->created_ns = rows[i].created_ns;
-		e->generation = rows[i].generation;
-		e->size = rows[i].size;
-		e->deleted = rows[i].deleted;
+		memcpy(e.uuid, rows[i].uuid, sizeof(e.uuid));
+		if (rows[i].bookmark && !rows[i].deleted)
+			r = bookmark_add(ss, &e);
+		else
+			ss->v[ss->n++] = e;
 	}
+	if (r)
+		goto err;
 	/* Deletions that waited for a reader when the last run stopped. */
 	for (i = n; i-- > 0;)
 		if (rows[i].deleted) {
@@ -216,6 +260,7 @@ void snapshots_free(struct snapshots *ss)
 	pthread_mutex_destroy(&ss->op_lock);
 	pthread_mutex_destroy(&ss->lock);
 	free(ss->v);
+	free(ss->bm);
 	free(ss);
 }
 
@@ -304,7 +349,46 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 	return r;
 }
 
-int snapshots_delete(struct snapshots *ss, const char *uuid)
+/* The seq of bookmark uuid, or 0. */
+static int64_t bookmark_seq(struct snapshots *ss, const char *uuid)
+{
+	int64_t seq = 0;
+
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->nbm && !seq; i++)
+		if (!strcmp(ss->bm[i].uuid, uuid))
+			seq = ss->bm[i].seq;
+	pthread_mutex_unlock(&ss->lock);
+	return seq;
+}
+
+int snapshots_delete_bookmark(struct snapshots *ss, const char *uuid)
+{
+	int64_t seq;
+	int r;
+
+	pthread_mutex_lock(&ss->op_lock);
+	seq = bookmark_seq(ss, uuid);
+	r = seq ? store_delete_bookmark(ss->s, seq) : -ENOENT;
+	if (r) {
+		pthread_mutex_unlock(&ss->op_lock);
+		return r;
+	}
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->nbm; i++)
+		if (ss->bm[i].seq == seq) {
+			memmove(&ss->bm[i], &ss->bm[i + 1],
+				(ss->nbm - i - 1) * sizeof(*ss->bm));
+			ss->nbm--;
+			break;
+		}
+	pthread_mutex_unlock(&ss->lock);
+	pthread_mutex_unlock(&ss->op_lock);
+	log_info("snapshot: bookmark %s deleted", uuid);
+	return 0;
+}
+
+int snapshots_delete(struct snapshots *ss, const char *uuid, bool keep_bookmark)
 {
 	int64_t seq = 0;
 	unsigned opens = 0;
@@ -318,12 +402,16 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 			seq = ss->v[i].seq;
 			opens = ss->v[i].opens;
 			ss->v[i].purging = !opens;
+			ss->v[i].keep_bookmark = keep_bookmark;
 			r = 0;
 			break;
 		}
 	pthread_mutex_unlock(&ss->lock);
-	if (r)
+	if (r) {
+		if (keep_bookmark && bookmark_seq(ss, uuid))
+			r = -EEXIST; /* a bookmark already */
 		goto out;
+	}
 	{
 		/* for the power-loss replay: from here on it may be gone */
 		char mark[48];
@@ -331,8 +419,19 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 		snprintf(mark, sizeof(mark), "deleting %s", uuid);
 		iolog_mark(mark);
 	}
+	/* The wish for a bookmark is in the mark, so a purge finished at the
+	 * next mount keeps it too. */
+	if (keep_bookmark && !opens) {
+		r = store_mark_deleted(ss->s, seq, true);
+		if (r) {
+			pthread_mutex_lock(&ss->lock);
+			ss->v[index_of(ss, seq)].purging = false;
+			pthread_mutex_unlock(&ss->lock);
+			goto out;
+		}
+	}
 	if (opens) {
-		r = store_mark_deleted(ss->s, seq);
+		r = store_mark_deleted(ss->s, seq, keep_bookmark);
 		if (!r) {
 			struct snapshot *e;
 
@@ -357,7 +456,8 @@ int snapshots_delete(struct snapshots *ss, const char *uuid)
 		r = purge(ss, seq);
 	}
 	if (!r)
-		log_info("snapshot: deleted %s%s", uuid,
+		log_info("snapshot: deleted %s%s%s", uuid,
+			 keep_bookmark ? ", kept as a bookmark" : "",
 			 opens ? " (data kept until its readers close)" : "");
 out:
 	pthread_mutex_unlock(&ss->op_lock);
@@ -378,6 +478,42 @@ int snapshots_find(struct snapshots *ss, const char *uuid, struct snapshot *out)
 		}
 	pthread_mutex_unlock(&ss->lock);
 	return r;
+}
+
+int snapshots_find_since(struct snapshots *ss, const char *uuid,
+			 struct snapshot *out, bool *is_bookmark)
+{
+	int r = snapshots_find(ss, uuid, out);
+
+	*is_bookmark = false;
+	if (r != -ENOENT)
+		return r;
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->nbm; i++)
+		if (!strcmp(ss->bm[i].uuid, uuid)) {
+			*out = ss->bm[i];
+			*is_bookmark = true;
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&ss->lock);
+	return r;
+}
+
+int snapshots_bookmarks(struct snapshots *ss, struct snapshot **out, size_t *n)
+{
+	struct snapshot *v;
+
+	pthread_mutex_lock(&ss->lock);
+	v = malloc((ss->nbm ? ss->nbm : 1) * sizeof(*v));
+	if (v && ss->nbm)
+		memcpy(v, ss->bm, ss->nbm * sizeof(*v));
+	*n = ss->nbm;
+	pthread_mutex_unlock(&ss->lock);
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	return 0;
 }
 
 int snapshots_get(struct snapshots *ss, int64_t seq, struct snapshot *out)

@@ -344,9 +344,16 @@ int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 	for (size_t i = 0; i < wins.n && !r; i++)
 		r = purge_window(s, &w, (uint64_t)wins.v[i] * PURGE_WINDOW,
 				 live, nlive, del, &freed);
+	/* gone, or a bookmark when so marked (store_mark_deleted) */
 	if (!r)
-		r = index_run(s->db, "delete snapshot",
-			      "DELETE FROM snapshots WHERE seq=?", "i", seq);
+		r = index_run(
+			s->db, "delete snapshot",
+			"DELETE FROM snapshots WHERE seq=? AND bookmark=0", "i",
+			seq);
+	if (!r)
+		r = index_run(s->db, "keep bookmark",
+			      "UPDATE snapshots SET deleted=0 WHERE seq=?", "i",
+			      seq);
 	r = index_tx_end(s->db, r, "index.purge");
 	if (r)
 		freed.n = 0;

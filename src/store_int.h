@@ -33,9 +33,9 @@
 #include "array.h"
 
 /* The index's format: 1 had a row per copied chunk, 2 a row per run of
- * them (store_runs.c).  A store of format 1 is migrated at open; a newer
- * one is refused. */
-#define STORE_FORMAT 2
+ * them (store_runs.c), 3 adds bookmarks (a column of snapshots).  A store
+ * of an older format is migrated at open; a newer one is refused. */
+#define STORE_FORMAT 3
 /* Room for a store file's path: the directory and a name. */
 #define STORE_PATH_MAX 4200
 

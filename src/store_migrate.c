@@ -6,18 +6,21 @@
  *
  *   chunks(chunk_idx, seq, data_off, crc)
  *
- * Format 2 keeps runs of them (store_runs.c).  The migration reads the
- * old rows in (seq, chunk) order, joins each stretch that continues one
- * another into a run, writes the runs, drops the old table and records
- * format 2, all in one transaction: a crash part way leaves format 1, and
- * the next open migrates again.  The data file is not touched, and the
- * store keeps the chunk size it was made with.
+ * Format 2 (snapfs 0.2.0) keeps runs of them (store_runs.c): from 1, the
+ * migration reads the old rows in (seq, chunk) order, joins each stretch
+ * that continues one another into a run, writes the runs and drops the
+ * old table.  Format 3 adds the snapshots' bookmark column (0: none is a
+ * bookmark).  A migration does every step from the store's format to
+ * this one and records the format in one transaction: a crash part way
+ * leaves the old format, and the next open migrates again.  The data file
+ * is not touched, and the store keeps the chunk size it was made with.
  *
  * Locking: the store's open, before any other thread; the write
  * connection only.
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "snapfs/log.h"
@@ -84,16 +87,12 @@ static int migrate_1_to_2(struct store *s, sqlite3_stmt *old)
 	return r;
 }
 
-int store_migrate(struct store *s, uint64_t from, char *err, size_t err_len)
+/* Format 1 to 2: the runs table from the chunks table. */
+static int runs_from_chunks(struct store *s)
 {
 	sqlite3_stmt *old = NULL;
 	int rc, r;
 
-	log_info("store %s: migrating the index from format %llu to %d", s->dir,
-		 (unsigned long long)from, STORE_FORMAT);
-	r = index_tx_begin(s->db);
-	if (r)
-		goto out;
 	r = index_exec(s->db, index_runs_schema);
 	if (!r) {
 		rc = sqlite3_prepare_v2(s->db, run_insert_sql, -1, &s->ins_run,
@@ -114,6 +113,50 @@ int store_migrate(struct store *s, uint64_t from, char *err, size_t err_len)
 	s->ins_run = NULL;
 	if (!r)
 		r = index_exec(s->db, "DROP TABLE chunks");
+	return r;
+}
+
+/* Whether table has column; -errno when it cannot be told. */
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+	char sql[128];
+	sqlite3_stmt *st;
+	int rc, found = 0;
+
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(db, rc, "read the table's columns");
+	while (!found && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		found = !strcmp((const char *)sqlite3_column_text(st, 1),
+				column);
+	if (!found && rc != SQLITE_DONE)
+		found = index_err(db, rc, "read the table's columns");
+	sqlite3_finalize(st);
+	return found;
+}
+
+int store_migrate(struct store *s, uint64_t from, char *err, size_t err_len)
+{
+	int r;
+
+	log_info("store %s: migrating the index from format %llu to %d", s->dir,
+		 (unsigned long long)from, STORE_FORMAT);
+	r = index_tx_begin(s->db);
+	if (r)
+		goto out;
+	if (from < 2)
+		r = runs_from_chunks(s);
+	/* format 3: bookmarks (a store made as format 1 by a test may have
+	 * the column already) */
+	if (!r)
+		r = has_column(s->db, "snapshots", "bookmark");
+	if (r == 0)
+		r = index_exec(s->db,
+			       "ALTER TABLE snapshots ADD COLUMN bookmark "
+			       "INTEGER NOT NULL DEFAULT 0");
+	else if (r > 0)
+		r = 0;
 	if (!r)
 		r = index_meta_set_u64(s->db, "format", STORE_FORMAT);
 	r = index_tx_end(s->db, r, "index.migrate");
@@ -128,8 +171,8 @@ out:
 	s->format = STORE_FORMAT;
 	/* Stores of format 1 kept freed pages in a free list: from now on
 	 * they go back (store_compact), once the file is rebuilt so. */
-	if (index_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL") ||
-	    index_exec(s->db, "VACUUM"))
+	if (from < 2 && (index_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL") ||
+			 index_exec(s->db, "VACUUM")))
 		log_warn("store %s: the index keeps its free pages", s->dir);
 	store_add_event(s, "migrated",
 			"index format %llu brought to %d (chunk_size %u kept)",

@@ -30,6 +30,7 @@ static void fill_snapshot(sqlite3_stmt *st, void *elem)
 	e->generation = (uint64_t)sqlite3_column_int64(st, 3);
 	e->size = (uint64_t)sqlite3_column_int64(st, 4);
 	e->deleted = sqlite3_column_int(st, 5) != 0;
+	e->bookmark = sqlite3_column_int(st, 6) != 0;
 }
 
 int store_list_snapshots(struct store *s, struct store_snapshot **out,
@@ -38,7 +39,7 @@ int store_list_snapshots(struct store *s, struct store_snapshot **out,
 	return index_list_rows(
 		s,
 		"SELECT seq, uuid, created_ns, generation, size, "
-		"deleted FROM snapshots ORDER BY seq",
+		"deleted, bookmark FROM snapshots ORDER BY seq",
 		sizeof(**out), fill_snapshot, (void **)out, n);
 }
 
@@ -78,13 +79,29 @@ out:
 	return r;
 }
 
-int store_mark_deleted(struct store *s, int64_t seq)
+int store_mark_deleted(struct store *s, int64_t seq, bool keep_bookmark)
 {
 	int r;
 
 	pthread_mutex_lock(&s->db_lock);
 	r = index_run(s->db, "mark snapshot deleted",
-		      "UPDATE snapshots SET deleted=1 WHERE seq=?", "i", seq);
+		      "UPDATE snapshots SET deleted=1, bookmark=? WHERE seq=?",
+		      "ii", (int64_t)keep_bookmark, seq);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_delete_bookmark(struct store *s, int64_t seq)
+{
+	int r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = index_run(s->db, "delete bookmark",
+		      "DELETE FROM snapshots WHERE seq=? AND bookmark=1 AND "
+		      "deleted=0",
+		      "i", seq);
+	if (!r && !sqlite3_changes(s->db))
+		r = -ENOENT;
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }

@@ -6,8 +6,11 @@
 #ifndef SNAPFS_BACKUP_H
 #define SNAPFS_BACKUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "snapfs/progress.h"
 
 /* The sidecar file beside DEST that says which snapshot DEST holds. */
 #define BACKUP_SIDECAR_SUFFIX ".snapfs-backup"
@@ -17,12 +20,6 @@ struct backup_extent {
 	uint64_t len;
 };
 
-enum backup_progress {
-	BACKUP_PROGRESS_AUTO,
-	BACKUP_PROGRESS_ON,
-	BACKUP_PROGRESS_OFF
-};
-
 struct backup_job {
 	const char *source; /* MNT/snapshots/UUID.img */
 	const char *uuid; /* the snapshot copied */
@@ -30,7 +27,7 @@ struct backup_job {
 	const char *since; /* NULL: full copy; else DEST must hold it */
 	const struct backup_extent *extents; /* with since: what changed */
 	size_t nextents;
-	enum backup_progress progress;
+	enum progress_mode progress;
 };
 
 /*
@@ -39,6 +36,15 @@ struct backup_job {
  * -errno with one line in err.
  */
 int backup_run(const struct backup_job *job, char *err, size_t err_len);
+
+/* The data extents of a sparse file of size bytes (SEEK_DATA/SEEK_HOLE;
+ * all of it where holes cannot be told).  Caller frees *out. */
+int backup_data_extents(int fd, uint64_t size, struct backup_extent **out,
+			size_t *n);
+
+/* Whether [off, off+len) of fd reads as zeros (holes are, data is read
+ * until a byte is not).  0 or -errno. */
+int backup_zero(int fd, uint64_t off, uint64_t len, bool *zero);
 
 /* Reads DEST's sidecar: the uuid it holds when complete.  0, -ENOENT (no
  * sidecar) or -EINVAL (incomplete or unreadable). */

@@ -26,6 +26,7 @@ struct snapshot {
 	uint64_t size;
 	bool deleted; /* gone from the tree, still read by an open handle */
 	bool purging; /* its data is being removed: it opens no more */
+	bool keep_bookmark; /* deleted: becomes a bookmark once purged */
 	unsigned opens; /* open handles */
 };
 
@@ -47,13 +48,27 @@ void snapshots_free(struct snapshots *ss);
 int snapshots_create(struct snapshots *ss, struct snapshot *out);
 
 /* Deletes the snapshot named uuid (canonical, lowercase).  It leaves the
- * tree at once; its data goes when its last reader closes.  0, -ENOENT or
+ * tree at once; its data goes when its last reader closes.  With
+ * keep_bookmark its uuid and generation stay as a bookmark (the data goes
+ * all the same; -EEXIST when uuid is a bookmark already).  0, -ENOENT or
  * -errno. */
-int snapshots_delete(struct snapshots *ss, const char *uuid);
+int snapshots_delete(struct snapshots *ss, const char *uuid,
+		     bool keep_bookmark);
+
+/* Removes the bookmark named uuid.  0, -ENOENT or -errno. */
+int snapshots_delete_bookmark(struct snapshots *ss, const char *uuid);
 
 /* Looks up a visible snapshot by uuid.  0 or -ENOENT. */
 int snapshots_find(struct snapshots *ss, const char *uuid,
 		   struct snapshot *out);
+
+/* Looks up what may be the older end of a range of changes: a visible
+ * snapshot or a bookmark (with *is_bookmark set).  0 or -ENOENT. */
+int snapshots_find_since(struct snapshots *ss, const char *uuid,
+			 struct snapshot *out, bool *is_bookmark);
+
+/* A copy of the bookmarks, oldest first.  Caller frees *out. */
+int snapshots_bookmarks(struct snapshots *ss, struct snapshot **out, size_t *n);
 
 /* Looks up any snapshot by seq, deleted ones still open included. */
 int snapshots_get(struct snapshots *ss, int64_t seq, struct snapshot *out);

@@ -53,6 +53,9 @@ struct store_snapshot {
 	uint64_t generation;
 	uint64_t size;
 	bool deleted; /* removed, kept until its last reader closes */
+	/* With deleted: to stay as a bookmark once purged.  Without: a
+	 * bookmark, a uuid and generation with no data. */
+	bool bookmark;
 };
 
 /* Bits of one 64-block word of a changed-block bitmap: block
@@ -212,8 +215,8 @@ int store_for_each_chunk(struct store *s,
 			 int (*fn)(void *arg, uint64_t chunk_idx, int64_t seq),
 			 void *arg);
 
-/* Every snapshot row, oldest first, deleted ones included.  Caller frees
- * *out. */
+/* Every snapshot row, oldest first, deleted ones and bookmarks included.
+ * Caller frees *out. */
 int store_list_snapshots(struct store *s, struct store_snapshot **out,
 			 size_t *n);
 
@@ -221,16 +224,23 @@ int store_list_snapshots(struct store *s, struct store_snapshot **out,
  * fills snap->seq and snap->generation.  Durable on return. */
 int store_add_snapshot(struct store *s, struct store_snapshot *snap);
 
-/* Marks snapshot seq removed (it disappears at the next mount if the
- * daemon stops before store_purge_snapshot). */
-int store_mark_deleted(struct store *s, int64_t seq);
+/* Marks snapshot seq removed, to stay as a bookmark when keep_bookmark
+ * (the removal is finished at the next mount if the daemon stops before
+ * store_purge_snapshot). */
+int store_mark_deleted(struct store *s, int64_t seq, bool keep_bookmark);
 
 /*
  * Deletes snapshot seq and every copy that no snapshot in live[0..nlive)
- * (ascending seqs, seq excluded) still reads; frees their space.
+ * (ascending seqs, seq excluded) still reads; frees their space.  A
+ * snapshot marked to stay as a bookmark keeps its row, as a bookmark, in
+ * the same transaction.
  */
 int store_purge_snapshot(struct store *s, int64_t seq, const int64_t *live,
 			 size_t nlive);
+
+/* Removes bookmark seq (a row with no data).  -ENOENT when seq is not a
+ * bookmark. */
+int store_delete_bookmark(struct store *s, int64_t seq);
 
 /* Bytes of the data file held for each of live[0..nlive) (ascending):
  * the copies made while it was the newest snapshot.  out has nlive

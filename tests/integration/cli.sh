@@ -15,7 +15,7 @@ L=$MNT/live.img
 
 # --- help, version, usage errors
 "$SNAPFSCTL" --help | grep -q "^  changed " || fail "snapfsctl --help lists no commands"
-for c in create list delete status changed backup check; do
+for c in create list delete bookmarks status changed backup check; do
 	"$SNAPFSCTL" $c --help | grep -q "^usage: snapfsctl $c" || fail "snapfsctl $c --help"
 done
 "$SNAPFSCTL" --version | grep -q "^snapfsctl [0-9]" || fail "snapfsctl --version"

@@ -55,9 +55,10 @@ for i in 1 2; do
 	out=$(snapfs-nightly "$MNT" "$DEST" 2)
 	echo "$out" | grep -q "^incremental backup" || fail "nightly run $i: $out"
 done
-LAST=$(sed -n 's/^uuid //p' "$DEST.snapfs-backup")
-cmp "$DEST" "$MNT/snapshots/$LAST.img" || fail "the backup differs from the snapshot it records"
-[ "$(snapfsctl list "$MNT" | tail -n +2 | wc -l)" = 2 ] || fail "nightly kept $(snapfsctl list "$MNT" | tail -n +2 | wc -l) snapshots, not 2"
+cmp "$DEST" "$MNT/live.img" || fail "the backup differs from live.img at its snapshot"
+# each run's snapshot became a bookmark, KEEP of them kept; U1 untouched
+[ "$(snapfsctl list "$MNT" | tail -n +2 | cut -d' ' -f1)" = "$U1" ] || fail "nightly left snapshots: $(snapfsctl list "$MNT")"
+[ "$(snapfsctl bookmarks "$MNT" | tail -n +2 | wc -l)" = 2 ] || fail "nightly kept bookmarks: $(snapfsctl bookmarks "$MNT")"
 umount "$MNT"
 for i in $(seq 100); do pgrep -f "snapfs $IMG" >/dev/null || break; sleep 0.05; done
 

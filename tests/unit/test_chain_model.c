@@ -123,13 +123,15 @@ static void run_model(uint64_t seed, int steps, bool crash_halfway)
 				cr_assert_eq(
 					snapshots_open(ch.ss, snaps[i].seq), 0);
 				snaps[i].held = true;
-				cr_assert_eq(
-					snapshots_delete(ch.ss, snaps[i].uuid),
-					0);
+				cr_assert_eq(snapshots_delete(ch.ss,
+							      snaps[i].uuid,
+							      false),
+					     0);
 			} else {
-				cr_assert_eq(
-					snapshots_delete(ch.ss, snaps[i].uuid),
-					0);
+				cr_assert_eq(snapshots_delete(ch.ss,
+							      snaps[i].uuid,
+							      false),
+					     0);
 				drop(i);
 			}
 		} else {
@@ -159,7 +161,7 @@ static void run_model(uint64_t seed, int steps, bool crash_halfway)
 		}
 	/* Deleting every snapshot gives back every byte of the store. */
 	while (nsnaps) {
-		cr_assert_eq(snapshots_delete(ch.ss, snaps[0].uuid), 0);
+		cr_assert_eq(snapshots_delete(ch.ss, snaps[0].uuid, false), 0);
 		drop(0);
 		check_all(steps);
 	}

@@ -125,7 +125,7 @@ Test(cow, deleting_a_middle_snapshot_keeps_the_others_and_frees_space)
 	write_pattern(0, 256 * 1024, 4);
 	uint64_t used = used_bytes();
 
-	cr_assert_eq(snapshots_delete(ch.ss, s2info.uuid), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, s2info.uuid, false), 0);
 	cr_assert_lt(used_bytes(), used, "space of s2 freed");
 	got = chain_read_all(&ch, s1);
 	cr_assert_eq(memcmp(v1, got, 256 * 1024), 0);
@@ -151,7 +151,7 @@ Test(cow, an_open_snapshot_reads_the_same_bytes_after_delete)
 	s1 = snap();
 	cr_assert_eq(snapshots_get(ch.ss, s1, &info), 0);
 	cr_assert_eq(snapshots_open(ch.ss, s1), 0);
-	cr_assert_eq(snapshots_delete(ch.ss, info.uuid), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, info.uuid, false), 0);
 	cr_assert_eq(snapshots_find(ch.ss, info.uuid, &info), -ENOENT,
 		     "gone from the tree");
 	cr_assert_eq(snapshots_open(ch.ss, s1), -ENOENT, "cannot reopen");
@@ -176,7 +176,7 @@ Test(cow, a_deletion_left_pending_by_a_crash_finishes_at_the_next_open)
 	write_pattern(0, 256 * 1024, 2);
 	cr_assert_eq(snapshots_get(ch.ss, s1, &info), 0);
 	cr_assert_eq(snapshots_open(ch.ss, s1), 0);
-	cr_assert_eq(snapshots_delete(ch.ss, info.uuid), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, info.uuid, false), 0);
 	chain_stop(&ch, false); /* the reader never closed */
 	chain_start(&ch);
 	cr_assert_eq(snapshots_get(ch.ss, s1, &info), -ENOENT);

@@ -36,14 +36,14 @@ TestSuite(snapshot, .fini = fini);
 
 int __real_store_purge_snapshot(struct store *s, int64_t seq,
 				const int64_t *live, size_t nlive);
-int __real_store_mark_deleted(struct store *s, int64_t seq);
+int __real_store_mark_deleted(struct store *s, int64_t seq, bool keep);
 int __real_cow_set_newest(struct cow *c, int64_t newest_seq);
 int __real_cbt_next_generation(struct cbt *c);
 int __real_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
 				uint64_t *reserved);
 int __wrap_store_purge_snapshot(struct store *s, int64_t seq,
 				const int64_t *live, size_t nlive);
-int __wrap_store_mark_deleted(struct store *s, int64_t seq);
+int __wrap_store_mark_deleted(struct store *s, int64_t seq, bool keep);
 int __wrap_cow_set_newest(struct cow *c, int64_t newest_seq);
 int __wrap_cbt_next_generation(struct cbt *c);
 int __wrap_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
@@ -79,14 +79,14 @@ int __wrap_store_purge_snapshot(struct store *s, int64_t seq,
 	return __real_store_purge_snapshot(s, seq, live, nlive);
 }
 
-int __wrap_store_mark_deleted(struct store *s, int64_t seq)
+int __wrap_store_mark_deleted(struct store *s, int64_t seq, bool keep)
 {
 	void (*fn)(int64_t) = on_mark;
 
 	on_mark = NULL;
 	if (fn)
 		fn(seq);
-	return __real_store_mark_deleted(s, seq);
+	return __real_store_mark_deleted(s, seq, keep);
 }
 
 int __wrap_cow_set_newest(struct cow *c, int64_t newest_seq)
@@ -263,7 +263,7 @@ Test(snapshot, an_open_during_the_purge_of_a_delete_is_refused)
 
 	race_open = 1;
 	on_purge = open_during_purge;
-	cr_assert_eq(snapshots_delete(ch.ss, s.uuid), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, s.uuid, false), 0);
 	cr_assert_null(on_purge, "the delete purged at once");
 	expect_no_later_bytes(s.seq, then);
 	cr_assert_eq(race_open, -ENOENT,
@@ -310,14 +310,15 @@ Test(snapshot, a_failed_purge_leaves_the_snapshot_whole_and_openable)
 	write_pattern(0, SIZE, 2);
 
 	purge_fails = -EIO;
-	cr_assert_eq(snapshots_delete(ch.ss, s.uuid), -EIO);
+	cr_assert_eq(snapshots_delete(ch.ss, s.uuid, false), -EIO);
 	cr_assert_eq(snapshots_find(ch.ss, s.uuid, &again), 0, "still there");
 	cr_assert_eq(snapshots_open(ch.ss, s.seq), 0, "and opens");
 	got = chain_read_all(&ch, s.seq);
 	cr_assert_eq(memcmp(got, then, SIZE), 0);
 	snapshots_release(ch.ss, s.seq);
 	assert_list_is_the_store();
-	cr_assert_eq(snapshots_delete(ch.ss, s.uuid), 0, "deletes later");
+	cr_assert_eq(snapshots_delete(ch.ss, s.uuid, false), 0,
+		     "deletes later");
 	cr_assert_not(store_has(s.seq));
 	free(got);
 	free(then);
@@ -353,7 +354,7 @@ Test(snapshot, a_delete_racing_the_last_close_still_purges)
 	/* the reader closes after the delete saw it open, before the
 	 * deletion is marked in memory */
 	on_mark = close_during_mark;
-	cr_assert_eq(snapshots_delete(ch.ss, s.uuid), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, s.uuid, false), 0);
 	cr_assert_null(on_mark, "the delete waited for its reader");
 	cr_assert_eq(snapshots_get(ch.ss, s.seq, &got), -ENOENT,
 		     "the snapshot is still kept (opens %u, deleted %d) with "
@@ -412,7 +413,7 @@ Test(snapshot, a_purge_whose_chain_step_fails_after_the_commit_is_gone)
 	write_pattern(0, SIZE, 3);
 
 	newest_fails = -EIO; /* after the purge was committed */
-	int r = snapshots_delete(ch.ss, s2.uuid);
+	int r = snapshots_delete(ch.ss, s2.uuid, false);
 
 	cr_assert_eq(newest_fails, 0, "the chain step ran");
 	cr_assert_not(store_has(s2.seq));
@@ -453,7 +454,7 @@ static void purge_with_failed_reloads(int fails, unsigned char **then,
 	write_pattern(0, SIZE, 2); /* preserved once, under S2, for both */
 	cr_assert_eq(cow_flush(ch.c), 0);
 	reload_fails = fails;
-	cr_assert_eq(snapshots_delete(ch.ss, s2.uuid), 0);
+	cr_assert_eq(snapshots_delete(ch.ss, s2.uuid, false), 0);
 }
 
 Test(snapshot, a_failed_reload_after_a_purge_never_changes_the_older_snapshot)

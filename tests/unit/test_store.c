@@ -840,10 +840,58 @@ Test(store, a_store_of_a_newer_format_is_refused_and_left_alone)
 
 	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
 	store_close(s, true);
-	index_sql(&c, "UPDATE meta SET value=3 WHERE key='format'");
+	index_sql(&c, "UPDATE meta SET value=4 WHERE key='format'");
 	before = dir_sum("s");
 	cr_assert_neq(store_open(&s, &c, err, sizeof(err)), 0);
-	cr_assert_not_null(strstr(err, "format 3 is newer"), "%s", err);
+	cr_assert_not_null(strstr(err, "format 4 is newer"), "%s", err);
 	cr_assert_null(strchr(err, '\n'));
 	cr_assert_eq(dir_sum("s"), before);
+}
+
+/* A snapshot marked to stay as a bookmark keeps its row through the
+ * purge, as a bookmark with its generation, while its copies go; a
+ * bookmark is deleted by its own call, and a snapshot's row is not. */
+Test(store, a_purge_keeps_a_marked_snapshot_as_a_bookmark)
+{
+	struct store_config c = config("s", 4096, 1 << 20, "file:1:2");
+	struct chunk_row rows[2] = { { 1, 1, -1, 0, NULL },
+				     { 2, 1, -1, 0, NULL } };
+	struct store_snapshot snap, *list;
+	struct chunk_row got;
+	struct store *s;
+	char err[256];
+	size_t n;
+
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0);
+	for (int i = 1; i <= 2; i++) {
+		memset(&snap, 0, sizeof(snap));
+		snprintf(snap.uuid, sizeof(snap.uuid), "u%d", i);
+		cr_assert_eq(store_add_snapshot(s, &snap), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(store_slot_alloc(s, &rows[i].data_off), 0);
+	cr_assert_eq(store_commit_chunks(s, rows, 2), 0);
+	cr_assert_eq(store_mark_deleted(s, 1, true), 0);
+	cr_assert_eq(store_purge_snapshot(s, 1, (int64_t[]){ 2 }, 1), 0);
+	cr_assert_eq(store_bytes_used(s), 0, "the bookmark kept its copies");
+	cr_assert_eq(store_find_copy(s, 1, 1, &got), -ENOENT);
+	cr_assert_eq(store_delete_bookmark(s, 2), -ENOENT,
+		     "a snapshot deleted as a bookmark");
+	store_close(s, true);
+
+	/* and so it is at the next open */
+	cr_assert_eq(store_open(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(store_list_snapshots(s, &list, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(list[0].uuid, "u1");
+	cr_assert(list[0].bookmark && !list[0].deleted);
+	cr_assert_eq(list[0].generation, 1);
+	cr_assert(!list[1].bookmark && !list[1].deleted);
+	free(list);
+	cr_assert_eq(store_delete_bookmark(s, 1), 0);
+	cr_assert_eq(store_list_snapshots(s, &list, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(list[0].uuid, "u2");
+	free(list);
+	store_close(s, true);
 }
