@@ -37,7 +37,7 @@ for line in open(os.path.join(out, "raw.tsv")):
             iops[(run, where, job)][config] = float(f[5])
 
 CONFIGS = ["raw", "ceiling-default", "ceiling-direct", "live-full",
-           "live-process", "1snap-first-full", "1snap-first-process",
+           "live-process", "bookmark-full", "1snap-first-full", "1snap-first-process",
            "1snap-rewrite-full", "10snap-first-full", "10snap-rewrite-full",
            "snapimg-none", "snapimg-all", "snapimg-4k", "qemu-live",
            "qemu-first"]
@@ -153,6 +153,9 @@ for where in wheres:
                med(ratios(where, job, "1snap-first-full", live(0))), ">= 0.5", lambda x: x >= 0.5)
         target(f"{job} rewrite, 1 snapshot / no snapshot", where,
                med(ratios(where, job, "1snap-rewrite-full", live(0))), ">= 0.9", lambda x: x >= 0.9)
+    for job in WRITE_JOBS:
+        target(f"{job}, bookmark only / no snapshot", where,
+               med(ratios(where, job, "bookmark-full", live(0))), ">= 0.9", lambda x: x >= 0.9)
     for job in ("distinct-4k-qd16-dio", "distinct-seq-1M-qd4-dio"):
         target(f"{job} first touch, 1 snapshot / no snapshot", where,
                med(ratios(where, job, "1snap-first-full", live(0))), ">= 0.5", lambda x: x >= 0.5)

@@ -21,6 +21,9 @@
 #   ceiling-direct       ceiling.c, direct_io, parallel direct writes
 #   live-full            live.img, no snapshot, durability=full (fresh store)
 #   live-process         the same, durability=process
+#   bookmark-full        live.img with only a bookmark (a snapshot taken
+#                        and deleted with --keep-bookmark), the write jobs:
+#                        what a nightly backup leaves between its runs
 #   1snap-first-{full,process}  a snapshot taken right before each write
 #                        job: every chunk the job touches is a first touch
 #   1snap-rewrite-full   the same snapshot after every chunk was preserved
@@ -404,6 +407,14 @@ for run in $(seq "$RUNS"); do
 			core "live-$dur" "$MNT/live.img"
 			[ $dur = process ] || data_check "live-$dur" "$MNT/live.img"
 			stop
+			if [ $dur = full ]; then
+				snapfs_mount bookmark-full full
+				u=$("$SNAPFSCTL" create "$MNT")
+				"$SNAPFSCTL" delete "$MNT" "$u" --keep-bookmark
+				suite bookmark-full "$MNT/live.img" "$(writes_re)"
+				distincts bookmark-full "$MNT/live.img"
+				stop
+			fi
 			snapfs_mount "1snap-$dur" $dur
 			first_touch "1snap-first-$dur"
 			if [ $dur = full ]; then
