@@ -4,7 +4,9 @@
 # then replay.py rebuilds CUTS crash states from prefixes of the log (all
 # that was synced plus random subsets of the rest) and checks each: the
 # store passes check, mounts, every snapshot is whole, none whose creation
-# returned is lost, and the bitmaps cover every change since the newest.
+# returned is lost, a snapshot deleted with --keep-bookmark is a snapshot
+# or a bookmark (never gone) and serves as changed --from, and the bitmaps
+# cover every change since the newest.
 #
 #   tests/torture/powerloss.sh [CUTS]     (default 20; SEED= to repeat)
 . "$TESTLIB"
@@ -20,6 +22,7 @@ STORE=$WORK/store
 SIZE=$((8 * 1024 * 1024))
 make_image "$IMG" $SIZE
 : >"$WORK/sums"
+: >"$WORK/kept" # uuids deleted with --keep-bookmark
 SNAPFS_IOLOG=$WORK/io.log start_snapfs "$IMG" "$MNT" -o store="$STORE",chunk_size=16K
 L=$MNT/live.img
 for i in $(seq 8); do
@@ -31,13 +34,19 @@ for i in $(seq 8); do
 	if ((RANDOM % 3 == 0)); then
 		fallocate --punch-hole -o $(((RANDOM % 1000) * 4096)) -l 100000 "$L"
 	fi
-	if ((i % 3 == 0)); then
-		"$SNAPFSCTL" delete "$MNT" "$(head -1 "$WORK/sums" | cut -d' ' -f1)" 2>/dev/null || true
+	if ((i % 3 == 0)); then # the oldest: kept as a bookmark, then not
+		victim=$("$SNAPFSCTL" list "$MNT" | sed -n 2p | cut -d' ' -f1)
+		if ((i == 3)); then
+			"$SNAPFSCTL" delete "$MNT" "$victim" --keep-bookmark
+			echo "$victim" >>"$WORK/kept"
+		else
+			"$SNAPFSCTL" delete "$MNT" "$victim"
+		fi
 	fi
 done
 random_writes "$L" 10 8
 stop_snapfs "$MNT"
 note "log: $(stat -c %s "$WORK/io.log") bytes"
 python3 "$HERE/replay.py" "$WORK/io.log" "$IMG" "$STORE" $SIZE "$WORK/sums" \
-	"$MNT" "$SNAPFS" "$SNAPFSCTL" "$CUTS" "$SEED" ||
+	"$MNT" "$SNAPFS" "$SNAPFSCTL" "$CUTS" "$SEED" "$WORK/kept" ||
 	fail "power-loss replay"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Power-loss replay of a snapfs write-ordering log (src/iolog.c).
 
-  replay.py LOG IMAGE STORE SIZE SUMS MNT SNAPFS SNAPFSCTL [CUTS] [SEED]
+  replay.py LOG IMAGE STORE SIZE SUMS MNT SNAPFS SNAPFSCTL [CUTS] [SEED] [KEPT]
 
 For CUTS points of the log (after syncs, spread over it), rebuilds what a
 power loss there could leave: of each file (the image, the data file, the
@@ -10,9 +10,11 @@ a random subset of the later ones.  The image is rewritten in place (the
 store knows it by inode), the store's files are rewritten, and then:
 `snapfsctl check` passes, snapfs mounts it, every snapshot it shows has
 the checksum it had at creation (SUMS: "uuid sha256" lines), every
-snapshot whose creation had returned before the cut is there, and the
-bitmaps since the newest snapshot cover every block where live.img
-differs from it.
+snapshot whose creation had returned before the cut is there, every
+snapshot deleted with --keep-bookmark (KEPT: a uuid a line) is a
+snapshot or a bookmark, every bookmark is one of those and works as
+`changed --from`, and the bitmaps since the newest snapshot cover every
+block where live.img differs from it.
 """
 import hashlib
 import os
@@ -94,6 +96,7 @@ def main():
     size = int(size)
     recs = parse(log)
     sums = dict(line.split() for line in open(sums_path) if line.strip())
+    kept = set(open(sys.argv[11]).read().split()) if len(sys.argv) > 11 else set()
     marks = [(i, *r[4].decode().split()) for i, r in enumerate(recs)
              if r[0] == "M"]
     # The clean stop records the backing's modification time, which this
@@ -156,6 +159,22 @@ def main():
                 if i < cut and k == "snapshot" and u not in shown \
                         and u not in gone:
                     raise SystemExit(f"cut {cut}: snapshot {u} lost")
+            out = subprocess.run([snapfsctl, "bookmarks", mnt],
+                                 capture_output=True, text=True, check=True)
+            bookmarks = {l.split()[0] for l in out.stdout.splitlines()[1:]}
+            if bookmarks - kept:
+                raise SystemExit(f"cut {cut}: bookmarks never asked for: "
+                                 f"{bookmarks - kept}")
+            for i, k, u in marks:
+                if i < cut and k == "snapshot" and u in kept \
+                        and u not in shown and u not in bookmarks:
+                    raise SystemExit(f"cut {cut}: {u}, deleted to stay as a "
+                                     "bookmark, is gone")
+            for b in bookmarks:
+                if subprocess.run([snapfsctl, "changed", mnt, "--from", b],
+                                  capture_output=True).returncode:
+                    raise SystemExit(f"cut {cut}: changed --from bookmark "
+                                     f"{b} failed")
             gens = {}
             for u in shown:
                 p = os.path.join(mnt, "snapshots", u + ".img")
@@ -187,7 +206,7 @@ def main():
                 d.kill()
             d.wait()
         print(f"cut {n + 1}/{len(points)} at record {cut}/{len(recs)}: "
-              f"{len(shown)} snapshots ok")
+              f"{len(shown)} snapshots, {len(bookmarks)} bookmarks ok")
     print(f"power-loss replay: {len(points)} prefixes of {len(recs)} records, "
           "no loss")
 

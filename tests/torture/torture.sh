@@ -1,11 +1,13 @@
 #!/bin/bash
 # Crash torture: writers on live.img (buffered and O_DIRECT, stamped
-# blocks), snapshots created and deleted meanwhile, and the daemon killed
-# with SIGKILL at random moments.  After each kill: `snapfsctl check` on
-# the unmounted store; after each restart: every snapshot equals its
-# checksum at creation, every write the writers saw fsync'd is there, and
-# the bitmaps since the newest snapshot cover every block where live.img
-# differs from it.
+# blocks), snapshots created and deleted meanwhile (some kept as
+# bookmarks), and the daemon killed with SIGKILL at random moments.  After
+# each kill: `snapfsctl check` on the unmounted store; after each restart:
+# every snapshot equals its checksum at creation, the bookmarks are those
+# kept, every write the writers saw fsync'd is there, the bitmaps since
+# the newest snapshot cover every block where live.img differs from it,
+# and `changed --from` each bookmark covers every block where live.img
+# differs from its snapshot (a copy taken before it became a bookmark).
 #
 #   tests/torture/torture.sh [KILLS]      (default 5; SEED= to repeat)
 #
@@ -26,6 +28,7 @@ STORE=$IMG.snapfs
 K=65536
 make_image "$IMG" 32M
 declare -A SUMS=() # uuid -> sha256 at creation
+declare -A BMS=()  # bookmark uuid -> 1; its snapshot's copy in $WORK/bm-UUID
 
 start() {
 	start_snapfs "$IMG" "$MNT" -o chunk_size=16K
@@ -47,8 +50,20 @@ for ((round = 1; round <= KILLS; round++)); do
 		sleep "0.$((RANDOM % 4))"
 		if ((${#SUMS[@]} >= 6 || (RANDOM % 3 == 0 && ${#SUMS[@]} > 0))); then
 			victim=$(printf '%s\n' "${!SUMS[@]}" | sort | head -1)
-			"$SNAPFSCTL" delete "$MNT" "$victim"
+			if ((RANDOM % 2 || ${#BMS[@]} == 0)); then # the first always
+				cp "$MNT/snapshots/$victim.img" "$WORK/bm-$victim"
+				"$SNAPFSCTL" delete "$MNT" "$victim" --keep-bookmark
+				BMS[$victim]=1
+			else
+				"$SNAPFSCTL" delete "$MNT" "$victim"
+			fi
 			unset "SUMS[$victim]"
+			if ((${#BMS[@]} > 3)); then
+				b=$(printf '%s\n' "${!BMS[@]}" | sort | head -1)
+				"$SNAPFSCTL" delete "$MNT" "$b"
+				unset "BMS[$b]"
+				rm -f "$WORK/bm-$b"
+			fi
 		else
 			u=$(snap "$MNT")
 			SUMS[$u]=$(sum "$MNT/snapshots/$u.img")
@@ -69,6 +84,27 @@ for ((round = 1; round <= KILLS; round++)); do
 	done
 	[ "$(count_snapshots "$MNT")" = "${#SUMS[@]}" ] ||
 		fail "round $round: snapshots appeared or vanished"
+	[ "$("$SNAPFSCTL" bookmarks "$MNT" | tail -n +2 | cut -d' ' -f1 | sort)" = \
+		"$(printf '%s\n' ${BMS[@]+"${!BMS[@]}"} | sort | sed '/^$/d')" ] ||
+		fail "round $round: bookmarks $("$SNAPFSCTL" bookmarks "$MNT"), kept ${!BMS[*]}"
+	for b in ${BMS[@]+"${!BMS[@]}"}; do
+		"$SNAPFSCTL" changed "$MNT" --from "$b" >"$WORK/ext" ||
+			fail "round $round: changed --from bookmark $b"
+		python3 - "$WORK/bm-$b" "$MNT/live.img" "$WORK/ext" <<'PY' ||
+import sys
+ext = [tuple(map(int, l.split())) for l in open(sys.argv[3])]
+with open(sys.argv[1], "rb") as a, open(sys.argv[2], "rb") as b:
+    off = 0
+    while True:
+        x, y = a.read(4096), b.read(4096)
+        if not x:
+            break
+        if x != y and not any(o <= off < o + n for o, n in ext):
+            sys.exit("block at %d changed since the bookmark, not in changed" % off)
+        off += 4096
+PY
+			fail "round $round: changed --from bookmark $b misses a change"
+	done
 	$STAMP verify "$MNT/live.img" "$WORK/log.buf" "$WORK/log.dio" >"$WORK/verify" ||
 		{ cat "$WORK/verify"; fail "round $round: acknowledged writes lost"; }
 	if [ -n "${NEWEST:-}" ] && [ -n "${SUMS[$NEWEST]+x}" ]; then
@@ -85,7 +121,7 @@ import json, sys
 assert all(g["widened"] is None for g in json.load(sys.stdin)["generations"])' ||
 			fail "round $round: a generation was widened under durability=full"
 	fi
-	note "round $round: $(cat "$WORK/verify"); ${#SUMS[@]} snapshots intact"
+	note "round $round: $(cat "$WORK/verify"); ${#SUMS[@]} snapshots intact, ${#BMS[@]} bookmarks"
 done
 stop_snapfs "$MNT"
 "$SNAPFSCTL" check "$STORE" >/dev/null || fail "final store check"
