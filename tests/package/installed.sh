@@ -43,7 +43,8 @@ complete_words() { # WORDS...: what completing the last word offers
 }
 [ "$(complete_words snapfsctl sta)" = status ] || fail "command completion: $(complete_words snapfsctl sta)"
 complete_words snapfsctl list "" | grep -qx "$MNT" || fail "mount point completion"
-[ "$(complete_words snapfsctl delete "$MNT" "")" = "$U1" ] || fail "uuid completion"
+complete_words snapfsctl delete "$MNT" "" | grep -qx "$U1" || fail "uuid completion: $(complete_words snapfsctl delete "$MNT" "")"
+complete_words snapfsctl delete "$MNT" "--k" | grep -qx -- --keep-bookmark || fail "--keep-bookmark completion"
 complete_words snapfsctl changed "$MNT" --f | grep -qx -- --from || fail "option completion"
 
 # the nightly script: full copy, then incremental, keeping 2
@@ -59,6 +60,10 @@ cmp "$DEST" "$MNT/live.img" || fail "the backup differs from live.img at its sna
 # each run's snapshot became a bookmark, KEEP of them kept; U1 untouched
 [ "$(snapfsctl list "$MNT" | tail -n +2 | cut -d' ' -f1)" = "$U1" ] || fail "nightly left snapshots: $(snapfsctl list "$MNT")"
 [ "$(snapfsctl bookmarks "$MNT" | tail -n +2 | wc -l)" = 2 ] || fail "nightly kept bookmarks: $(snapfsctl bookmarks "$MNT")"
+# a bookmark is offered where one may stand: the older end
+BM=$(snapfsctl bookmarks "$MNT" | tail -n +2 | head -n 1 | cut -d' ' -f1)
+complete_words snapfsctl backup "$MNT" "$U1" "$DEST" --since "" | grep -qx "$BM" ||
+	fail "bookmark completion after --since"
 umount "$MNT"
 for i in $(seq 100); do pgrep -f "snapfs $IMG" >/dev/null || break; sleep 0.05; done
 
