@@ -124,15 +124,13 @@ static int cmd_delete(struct daemon *d, char **args, int nargs, FILE *out,
 	return 0;
 }
 
-/* Prints the byte extents whose blocks are set in bits. */
-static void print_extents(struct daemon *d, const uint8_t *bits, bool json,
-			  FILE *out)
+/* Prints the byte extents whose blocks are set in bits, OFFSET LENGTH a
+ * line (the client makes --json of them, with what it reads). */
+static void print_extents(struct daemon *d, const uint8_t *bits, FILE *out)
 {
 	uint64_t nblocks = cbt_nblocks(d->cbt), bs = cbt_block_size(d->cbt);
-	uint64_t i = 0, count = 0;
+	uint64_t i = 0;
 
-	if (json)
-		fputc('[', out);
 	while (i < nblocks) {
 		uint64_t start, off, len;
 
@@ -147,20 +145,11 @@ static void print_extents(struct daemon *d, const uint8_t *bits, bool json,
 		off = start * bs;
 		len = i * bs > d->backing.size ? d->backing.size - off
 					       : (i - start) * bs;
-		if (json)
-			fprintf(out,
-				"%s\n  {\"offset\": %" PRIu64
-				", \"length\": %" PRIu64 "}",
-				count ? "," : "", off, len);
-		else
-			fprintf(out, "%" PRIu64 " %" PRIu64 "\n", off, len);
-		count++;
+		fprintf(out, "%" PRIu64 " %" PRIu64 "\n", off, len);
 	}
-	if (json)
-		fputs(count ? "\n]\n" : "]\n", out);
 }
 
-/* changed FROM TO|- json|text: the extents changed from snapshot FROM to
+/* changed FROM TO|-: the extents changed from snapshot (or bookmark) FROM to
  * snapshot TO (or to now), the OR of bitmaps FROM.gen+1 .. TO.gen. */
 static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
 		       char *msg, size_t msg_len)
@@ -170,8 +159,8 @@ static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
 	uint8_t *acc, *one;
 	int r;
 
-	if (nargs != 3) {
-		snprintf(msg, msg_len, "changed needs FROM TO|- json|text");
+	if (nargs != 2) {
+		snprintf(msg, msg_len, "changed needs FROM TO|-");
 		return -EINVAL;
 	}
 	if (snapshots_find_since(d->snaps, args[0], &from, &(bool){ false })) {
@@ -214,7 +203,7 @@ static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
 		free(one);
 	}
 	fputs("ok\n", out);
-	print_extents(d, acc, !strcmp(args[2], "json"), out);
+	print_extents(d, acc, out);
 	free(acc);
 	return 0;
 }

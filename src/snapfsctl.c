@@ -409,7 +409,7 @@ static int copy_source(const char *cmd, const char *mnt, const char *uuid,
 					    : strerror(errno));
 	if (!since)
 		return 0;
-	snprintf(req, sizeof(req), "changed %s %s text", since, uuid);
+	snprintf(req, sizeof(req), "changed %s %s", since, uuid);
 	r = request(mnt, req, &body);
 	if (r)
 		return r;
@@ -492,7 +492,7 @@ static int changed_json(const char *mnt, const char *from, const char *to)
 	size_t n = 0;
 	int fd, r;
 
-	snprintf(req, sizeof(req), "changed %s %s text", from, to);
+	snprintf(req, sizeof(req), "changed %s %s", from, to);
 	r = request(mnt, req, &body);
 	if (r)
 		return r;
@@ -558,7 +558,7 @@ static int cmd_changed(const char *mnt, int argc, char **argv)
 				   uuid_valid(from) ? to : from);
 	if (json)
 		return changed_json(mnt, from, to);
-	snprintf(req, sizeof(req), "changed %s %s text", from, to);
+	snprintf(req, sizeof(req), "changed %s %s", from, to);
 	return request(mnt, req, NULL);
 }
 
