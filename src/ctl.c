@@ -31,6 +31,7 @@
 #include "snapfs/ctl.h"
 #include "snapfs/daemon.h"
 #include "snapfs/log.h"
+#include "snapfs/revert.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
 #include "snapfs/uuid.h"
@@ -425,8 +426,42 @@ static int split_words(char *line, char **words, int max)
 	return n;
 }
 
-int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
-	       size_t *len)
+/* A revert's progress, as lines to the client while it runs. */
+static void revert_progress(void *arg, uint64_t done, uint64_t total)
+{
+	int fd = *(int *)arg;
+	char line[64];
+	int n = snprintf(line, sizeof(line),
+			 "progress %" PRIu64 " %" PRIu64 "\n", done, total);
+
+	if (fd >= 0 && write_full(fd, line, (size_t)n))
+		log_warn("ctl: revert: the client went away (the revert goes "
+			 "on)");
+}
+
+static int cmd_revert(struct daemon *d, char **args, int nargs, int fd,
+		      FILE *out, char *msg, size_t msg_len)
+{
+	int r;
+
+	if (nargs != 1 || !uuid_valid(args[0])) {
+		snprintf(msg, msg_len,
+			 nargs == 1 ? "'%s' is not a snapshot uuid"
+				    : "revert needs one snapshot "
+				      "uuid",
+			 nargs ? args[0] : "");
+		return -EINVAL;
+	}
+	r = revert_run(d, args[0], revert_progress, &fd, msg, msg_len);
+	if (!r)
+		fprintf(out, "ok\n");
+	return r;
+}
+
+/* ctl_handle; fd, when not -1, is the client's connection, for a long
+ * request's progress lines. */
+static int handle(struct daemon *d, uid_t peer, const char *line, int fd,
+		  char **reply, size_t *len)
 {
 	char *copy = strndup(line, CTL_MAX_REQUEST), *words[64];
 	char msg[256] = "";
@@ -468,6 +503,8 @@ int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
 		r = cmd_list(d, false, out);
 	} else if (!strcmp(words[0], "list-json") && n == 1) {
 		r = cmd_list(d, true, out);
+	} else if (!strcmp(words[0], "revert")) {
+		r = cmd_revert(d, words + 1, n - 1, fd, out, msg, sizeof(msg));
 	} else if (!strcmp(words[0], "status") && n == 1) {
 		r = cmd_status(d, false, out);
 	} else if (!strcmp(words[0], "status-json") && n == 1) {
@@ -491,6 +528,12 @@ int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
 	return 0;
 }
 
+int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
+	       size_t *len)
+{
+	return handle(d, peer, line, -1, reply, len);
+}
+
 /* Serves one connection: read a line, answer it, close. */
 static void serve(struct ctl *c, int fd)
 {
@@ -512,7 +555,7 @@ static void serve(struct ctl *c, int fd)
 		got += (size_t)n;
 	}
 	buf[got] = '\0';
-	if (ctl_handle(c->d, cred.uid, buf, &reply, &len))
+	if (handle(c->d, cred.uid, buf, fd, &reply, &len))
 		return;
 	if (write_full(fd, reply, len))
 		log_warn("ctl: a reply was cut short (the client went away)");

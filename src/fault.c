@@ -34,6 +34,7 @@ static const char *const points[] = {
 	"index.migrate", /* an older index brought to this format */
 	"index.checkpoint", /* a write into index.db: under WAL, only a
 			     * checkpoint writes there */
+	"revert.copy", /* a revert's copy of up to 1 MiB back into live */
 	NULL,
 };
 

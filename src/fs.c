@@ -88,6 +88,11 @@ struct live_handle {
 	bool writable;
 };
 
+/* How long fs_live_claim waits for closes in flight: the kernel sends
+ * a FUSE release after close(2) has returned, and a loop device's detach
+ * closes its file after losetup -d has returned. */
+#define LIVE_CLOSE_WAIT_MS 2000
+
 #define XATTR_STORE "user.snapfs.store"
 #define FIXED_TIMEOUT 86400.0 /* the fixed entries never change */
 
@@ -99,6 +104,9 @@ struct fs {
 	bool kernel_killpriv_v2; /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
 	bool kernel_dio_mmap; /* ... and FUSE_DIRECT_IO_ALLOW_MMAP */
 	bool dio_mmap; /* FUSE_DIRECT_IO_ALLOW_MMAP is on */
+	pthread_mutex_t live_lock;
+	unsigned live_opens; /* open files of live.img */
+	bool live_claimed; /* fs_live_claim: opens of live.img refused */
 };
 
 static struct daemon *req_daemon(fuse_req_t req)
@@ -247,6 +255,49 @@ static void bitmap_handle_free(struct bitmap_handle *h)
 	free(h);
 }
 
+static void live_closed(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->live_lock);
+	fs->live_opens--;
+	pthread_mutex_unlock(&fs->live_lock);
+}
+
+int fs_live_claim(struct fs *fs)
+{
+	int r;
+
+	for (int waited = 0;; waited += 10) {
+		pthread_mutex_lock(&fs->live_lock);
+		r = fs->live_claimed ? -EBUSY : 0;
+		if (!r && !fs->live_opens)
+			fs->live_claimed = true;
+		else if (!r)
+			r = -EBUSY;
+		pthread_mutex_unlock(&fs->live_lock);
+		if (r != -EBUSY || waited >= LIVE_CLOSE_WAIT_MS)
+			return r;
+		usleep(10 * 1000);
+	}
+}
+
+void fs_live_unclaim(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->live_lock);
+	fs->live_claimed = false;
+	pthread_mutex_unlock(&fs->live_lock);
+}
+
+void fs_live_changed(struct fs *fs)
+{
+	int r = fuse_lowlevel_notify_inval_inode(fs->se, TREE_INO_LIVE, 0, 0);
+
+	/* -ENOENT: the kernel has nothing of it cached */
+	if (r && r != -ENOENT)
+		log_warn("fs: cannot make the kernel forget live.img's cached "
+			 "pages and size: %s",
+			 strerror(-r));
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -263,8 +314,18 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 			fuse_reply_err(req, EROFS);
 			return;
 		}
+		pthread_mutex_lock(&d->fs->live_lock);
+		r = d->fs->live_claimed ? -EBUSY : 0;
+		if (!r)
+			d->fs->live_opens++;
+		pthread_mutex_unlock(&d->fs->live_lock);
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
 		h = calloc(1, sizeof(*h));
 		if (!h) {
+			live_closed(d->fs);
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
@@ -274,8 +335,10 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		if (reply_open_flags(
 			    req, (uint64_t)(uintptr_t)h,
 			    FOPEN_KEEP_CACHE | FOPEN_PARALLEL_DIRECT_WRITES |
-				    (d->fs->dio_mmap ? FOPEN_DIRECT_IO : 0)))
+				    (d->fs->dio_mmap ? FOPEN_DIRECT_IO : 0))) {
 			free(h);
+			live_closed(d->fs);
+		}
 		return;
 	}
 	case TREE_SNAPSHOT:
@@ -341,8 +404,10 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 		snapshots_release(req_daemon(req)->snaps, (int64_t)fi->fh);
 	if (tree_kind_of(ino) == TREE_BITMAP)
 		bitmap_handle_free((void *)(uintptr_t)fi->fh);
-	if (tree_kind_of(ino) == TREE_LIVE)
+	if (tree_kind_of(ino) == TREE_LIVE) {
 		free((void *)(uintptr_t)fi->fh);
+		live_closed(req_daemon(req)->fs);
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -845,6 +910,7 @@ int fs_mount(struct fs **out, struct daemon *d)
 		return -ENOMEM;
 	}
 	fs->d = d;
+	pthread_mutex_init(&fs->live_lock, NULL);
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), d);
 	fuse_opt_free_args(&args);
 	free(opts);
@@ -900,5 +966,6 @@ void fs_unmount(struct fs *fs)
 	if (fs->mounted)
 		fuse_session_unmount(fs->se);
 	fuse_session_destroy(fs->se);
+	pthread_mutex_destroy(&fs->live_lock);
 	free(fs);
 }

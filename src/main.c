@@ -29,6 +29,7 @@
 #include "snapfs/fs.h"
 #include "snapfs/log.h"
 #include "snapfs/recovery.h"
+#include "snapfs/revert.h"
 #include "snapfs/scratch.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
@@ -263,6 +264,11 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 					  d->snaps);
 		r = recovery_at_mount(d);
 	}
+	/* A revert a crash interrupted is finished before anyone reads
+	 * live.img; one that cannot be is an event, not a refused mount. */
+	if (!r && revert_resume(d))
+		log_error("main: an interrupted revert could not be finished "
+			  "(see snapfsctl status)");
 	if (r) {
 		snprintf(err, err_len, "store %s: cannot load: %s",
 			 d->store_path, strerror(-r));

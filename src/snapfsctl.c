@@ -34,6 +34,8 @@
 #include "snapfs/export.h"
 #include "snapfs/cbtview.h"
 #include "snapfs/ctl.h"
+#include "snapfs/options.h"
+#include "snapfs/progress.h"
 #include "snapfs/store.h"
 #include "snapfs/uuid.h"
 
@@ -112,6 +114,21 @@ static const struct command commands[] = {
 	  "  --progress     a progress bar (the default on a terminal, FILE\n"
 	  "                 only)\n"
 	  "  --no-progress  none\n" },
+	{ "revert", "revert MOUNTPOINT UUID [--progress|--no-progress]",
+	  "make live.img a snapshot again",
+	  "Makes live.img equal to snapshot UUID, byte for byte, copying\n"
+	  "only what changed since it.  Refused while live.img is open (a\n"
+	  "loop device counts).  Every snapshot keeps its bytes; what "
+	  "live.img\n"
+	  "held since the newest snapshot is gone (take a snapshot first to\n"
+	  "keep it).  Finished by the next mount if interrupted.\n"
+	  "  --progress     a progress bar (the default on a terminal)\n"
+	  "  --no-progress  none\n" },
+	{ "resize", "resize MOUNTPOINT SIZE", "grow live.img",
+	  "Grows live.img to SIZE bytes (K, M, G, T suffixes: powers of\n"
+	  "1024) while snapshots exist; they keep their size.  The new range\n"
+	  "reads as zeros and counts as changed.  A regular file is extended;\n"
+	  "a block device must be that large already.  Never shrinks.\n" },
 	{ "check", "check STORE_DIR", "verify an unmounted store",
 	  "Checks the index and every preserved chunk of an unmounted store;\n"
 	  "prints a report, exits 1 when anything is wrong.\n" },
@@ -210,12 +227,40 @@ static int connect_daemon(const char *mnt)
 	return fd;
 }
 
+/* Takes the "progress DONE TOTAL" lines at the start of buf[0..*len)
+ * into p (started at the first), and drops them from buf. */
+static void take_progress(char *buf, size_t *len, struct progress *p,
+			  enum progress_mode mode)
+{
+	size_t at = 0;
+	char *nl;
+
+	while ((nl = memchr(buf + at, '\n', *len - at)) &&
+	       !strncmp(buf + at, "progress ", 9)) {
+		unsigned long long done, total;
+
+		*nl = '\0';
+		if (sscanf(buf + at, "progress %llu %llu", &done, &total) ==
+		    2) {
+			if (!p->verb)
+				progress_start(p, mode, "copied", total);
+			if (done > p->done)
+				progress_add(p, done - p->done);
+		}
+		at = (size_t)(nl - buf) + 1;
+	}
+	memmove(buf, buf + at, *len - at);
+	*len -= at;
+}
+
 /*
  * Sends request to the daemon of mnt; on "ok" prints the rest of the reply
- * to stdout (or returns it in *body when body is not NULL).  0, or 1 after
+ * to stdout (or returns it in *body when body is not NULL).  With p, the
+ * progress lines before the reply are shown as mode says.  0, or 1 after
  * a message.
  */
-static int request(const char *mnt, const char *req, char **body)
+static int request_progress(const char *mnt, const char *req, char **body,
+			    struct progress *p, enum progress_mode mode)
 {
 	size_t len = 0, cap = 4096;
 	char *buf = malloc(cap), *nl;
@@ -255,8 +300,12 @@ static int request(const char *mnt, const char *req, char **body)
 		if (n <= 0)
 			break;
 		len += (size_t)n;
+		if (p)
+			take_progress(buf, &len, p, mode);
 	}
 	close(fd);
+	if (p && p->verb)
+		progress_end(p);
 	buf[len] = '\0';
 	nl = strchr(buf, '\n');
 	if (!nl) {
@@ -284,6 +333,11 @@ static int request(const char *mnt, const char *req, char **body)
 	if (fflush(stdout) != 0)
 		return fail("writing output: %s", strerror(errno));
 	return 0;
+}
+
+static int request(const char *mnt, const char *req, char **body)
+{
+	return request_progress(mnt, req, body, NULL, PROGRESS_OFF);
 }
 
 static int cmd_create(const char *mnt, const char *freeze)
@@ -365,6 +419,18 @@ static int parse_extents(char *text, struct backup_extent **out, size_t *n)
 	return 0;
 }
 
+/* --progress or --no-progress: 1 when argv[*i] was one, else 0. */
+static int progress_flag(char **argv, const int *i, enum progress_mode *mode)
+{
+	if (!strcmp(argv[*i], "--progress"))
+		*mode = PROGRESS_ON;
+	else if (!strcmp(argv[*i], "--no-progress"))
+		*mode = PROGRESS_OFF;
+	else
+		return 0;
+	return 1;
+}
+
 /* backup's and export-diff's shared options: --since OLD, --progress,
  * --no-progress.  1 when argv[*i] was one (and taken), else 0. */
 static int copy_option(int argc, char **argv, int *i, const char **since,
@@ -372,12 +438,8 @@ static int copy_option(int argc, char **argv, int *i, const char **since,
 {
 	if (!strcmp(argv[*i], "--since") && *i + 1 < argc)
 		*since = argv[++*i];
-	else if (!strcmp(argv[*i], "--progress"))
-		*progress = PROGRESS_ON;
-	else if (!strcmp(argv[*i], "--no-progress"))
-		*progress = PROGRESS_OFF;
 	else
-		return 0;
+		return progress_flag(argv, i, progress);
 	return 1;
 }
 
@@ -744,6 +806,44 @@ static int cmd_summary(const char *mnt, const char *from, const char *to,
 	return fflush(stdout) ? fail("writing output: %s", strerror(errno)) : 0;
 }
 
+static int cmd_revert(const char *mnt, int argc, char **argv)
+{
+	enum progress_mode mode = PROGRESS_AUTO;
+	const char *uuid = NULL;
+	struct progress p = { 0 };
+	char req[64];
+
+	for (int i = 3; i < argc; i++) {
+		if (progress_flag(argv, &i, &mode))
+			continue;
+		if (uuid || !uuid_valid(argv[i]))
+			return usage_error("revert: %s '%s'",
+					   uuid ? "unexpected"
+						: "not a snapshot uuid:",
+					   argv[i]);
+		uuid = argv[i];
+	}
+	if (!uuid)
+		return usage_error("revert needs a snapshot UUID");
+	snprintf(req, sizeof(req), "revert %s", uuid);
+	return request_progress(mnt, req, NULL, &p, mode);
+}
+
+static int cmd_resize(const char *mnt, int argc, char **argv)
+{
+	uint64_t size;
+	char req[64];
+
+	if (argc != 4)
+		return usage_error("resize takes MOUNTPOINT SIZE");
+	if (options_parse_size(argv[3], &size) || !size)
+		return usage_error("resize: '%s' is not a size (bytes, or a "
+				   "number with K, M, G or T)",
+				   argv[3]);
+	snprintf(req, sizeof(req), "resize %llu", (unsigned long long)size);
+	return request(mnt, req, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	const struct command *c;
@@ -868,5 +968,9 @@ int main(int argc, char **argv)
 		return cmd_backup(mnt, argc, argv);
 	if (!strcmp(cmd, "export-diff"))
 		return cmd_export(mnt, argc, argv);
+	if (!strcmp(cmd, "revert"))
+		return cmd_revert(mnt, argc, argv);
+	if (!strcmp(cmd, "resize"))
+		return cmd_resize(mnt, argc, argv);
 	return usage_error("unknown command '%s'", cmd);
 }

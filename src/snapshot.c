@@ -399,6 +399,10 @@ int snapshots_delete(struct snapshots *ss, const char *uuid, bool keep_bookmark)
 	for (size_t i = 0; i < ss->n; i++)
 		if (!ss->v[i].deleted && !ss->v[i].purging &&
 		    !strcmp(ss->v[i].uuid, uuid)) {
+			if (ss->v[i].pinned) {
+				r = -EBUSY;
+				break;
+			}
 			seq = ss->v[i].seq;
 			opens = ss->v[i].opens;
 			ss->v[i].purging = !opens;
@@ -407,6 +411,8 @@ int snapshots_delete(struct snapshots *ss, const char *uuid, bool keep_bookmark)
 			break;
 		}
 	pthread_mutex_unlock(&ss->lock);
+	if (r == -EBUSY)
+		goto out;
 	if (r) {
 		if (keep_bookmark && bookmark_seq(ss, uuid))
 			r = -EEXIST; /* a bookmark already */
@@ -540,6 +546,36 @@ int snapshots_open(struct snapshots *ss, int64_t seq)
 		at = -1;
 	pthread_mutex_unlock(&ss->lock);
 	return at >= 0 ? 0 : -ENOENT;
+}
+
+int snapshots_pin(struct snapshots *ss, const char *uuid, struct snapshot *out)
+{
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->n; i++)
+		if (!ss->v[i].deleted && !ss->v[i].purging &&
+		    !strcmp(ss->v[i].uuid, uuid)) {
+			ss->v[i].pinned = true;
+			ss->v[i].opens++;
+			*out = ss->v[i];
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&ss->lock);
+	return r;
+}
+
+void snapshots_unpin(struct snapshots *ss, int64_t seq)
+{
+	ssize_t at;
+
+	pthread_mutex_lock(&ss->lock);
+	at = index_of(ss, seq);
+	if (at >= 0)
+		ss->v[at].pinned = false;
+	pthread_mutex_unlock(&ss->lock);
+	snapshots_release(ss, seq);
 }
 
 void snapshots_release(struct snapshots *ss, int64_t seq)

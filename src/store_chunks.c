@@ -142,6 +142,64 @@ out:
 	return r;
 }
 
+static int cmp_extent(const void *a, const void *b)
+{
+	const struct chunk_extent *x = a, *y = b;
+
+	return (x->first > y->first) - (x->first < y->first);
+}
+
+int store_copied_since(struct store *s, int64_t seq, struct chunk_extent **out,
+		       size_t *n)
+{
+	struct chunk_extent *v = NULL;
+	size_t cnt = 0, cap = 0, k = 0;
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->db_lock);
+	rc = sqlite3_prepare_v2(s->db,
+				"SELECT chunk_idx, n FROM runs WHERE seq >= ?",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = index_err(s->db, rc, "prepare copies since");
+		pthread_mutex_unlock(&s->db_lock);
+		return r;
+	}
+	sqlite3_bind_int64(st, 1, seq);
+	while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = array_grow(&v, &cap, cnt, sizeof(*v));
+		if (!r)
+			v[cnt++] = (struct chunk_extent){
+				.first = (uint64_t)sqlite3_column_int64(st, 0),
+				.count = (uint64_t)sqlite3_column_int64(st, 1)
+			};
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = index_err(s->db, rc, "copies since");
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->db_lock);
+	if (r) {
+		free(v);
+		return r;
+	}
+	/* in chunk order, overlapping and touching extents merged */
+	qsort(v, cnt, sizeof(*v), cmp_extent);
+	for (size_t i = 0; i < cnt; i++) {
+		if (k && v[i].first <= v[k - 1].first + v[k - 1].count) {
+			uint64_t end = v[i].first + v[i].count;
+
+			if (end > v[k - 1].first + v[k - 1].count)
+				v[k - 1].count = end - v[k - 1].first;
+			continue;
+		}
+		v[k++] = v[i];
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
 /* True when some seq of live[0..n) (ascending) lies in (lo, hi]. */
 static bool live_in_range(const int64_t *live, size_t n, int64_t lo, int64_t hi)
 {

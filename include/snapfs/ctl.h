@@ -6,7 +6,9 @@
  * root's xattr CTL_XATTR names that directory, so users only ever name
  * the mount point.  One request per connection: a line
  * "COMMAND [ARG...]\n"; the reply's first line is "ok" or
- * "error ERRNO MESSAGE", the rest is the output to print as it is.
+ * "error ERRNO MESSAGE", the rest is the output to print as it is.  A
+ * long request (revert) sends lines "progress DONE TOTAL" (bytes) before
+ * its reply.
  */
 #ifndef SNAPFS_CTL_H
 #define SNAPFS_CTL_H

@@ -23,6 +23,19 @@ int fs_mount(struct fs **out, struct daemon *d);
  * -errno. */
 int fs_loop(struct fs *fs);
 
+/*
+ * Claims live.img for a change no open file may see happen (a revert):
+ * once no file of it is open (waiting up to 2 s for closes in flight),
+ * new opens fail with EBUSY until fs_live_unclaim.  0, or -EBUSY while a
+ * process or a loop device keeps it open.  Any thread.
+ */
+int fs_live_claim(struct fs *fs);
+void fs_live_unclaim(struct fs *fs);
+
+/* Makes the kernel forget what it cached of live.img (pages, size), after
+ * a change that did not come through the mount.  Any thread. */
+void fs_live_changed(struct fs *fs);
+
 /* Unmounts (if still mounted) and frees the session. */
 void fs_unmount(struct fs *fs);
 

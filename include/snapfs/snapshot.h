@@ -27,6 +27,7 @@ struct snapshot {
 	bool deleted; /* gone from the tree, still read by an open handle */
 	bool purging; /* its data is being removed: it opens no more */
 	bool keep_bookmark; /* deleted: becomes a bookmark once purged */
+	bool pinned; /* a revert copies it: it cannot be deleted */
 	unsigned opens; /* open handles */
 };
 
@@ -76,6 +77,13 @@ int snapshots_get(struct snapshots *ss, int64_t seq, struct snapshot *out);
 /* Counts an open handle on a visible snapshot; 0 or -ENOENT (also once
  * its purge has begun). */
 int snapshots_open(struct snapshots *ss, int64_t seq);
+
+/* Opens the visible snapshot named uuid for a revert (*out describes
+ * it): counted as a reader, and refused deletion (-EBUSY) until
+ * snapshots_unpin, so an interrupted revert always finds it again at the
+ * next mount.  0 or -ENOENT. */
+int snapshots_pin(struct snapshots *ss, const char *uuid, struct snapshot *out);
+void snapshots_unpin(struct snapshots *ss, int64_t seq);
 
 /* Drops an open handle; the last one of a deleted snapshot purges it. */
 void snapshots_release(struct snapshots *ss, int64_t seq);

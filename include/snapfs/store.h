@@ -215,6 +215,22 @@ int store_for_each_chunk(struct store *s,
 			 int (*fn)(void *arg, uint64_t chunk_idx, int64_t seq),
 			 void *arg);
 
+/* Chunks first..first+count-1. */
+struct chunk_extent {
+	uint64_t first;
+	uint64_t count;
+};
+
+/*
+ * The chunks that have a copy made at or after seq, in chunk order, as
+ * extents (touching ones merged): where snapshot seq may differ from
+ * live.img.  Every other chunk it reads from the live chunk.  Its cost
+ * grows with the copies made since seq, not with the image.  Caller
+ * frees *out.  0 or -errno.
+ */
+int store_copied_since(struct store *s, int64_t seq, struct chunk_extent **out,
+		       size_t *n);
+
 /* Every snapshot row, oldest first, deleted ones and bookmarks included.
  * Caller frees *out. */
 int store_list_snapshots(struct store *s, struct store_snapshot **out,

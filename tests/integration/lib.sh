@@ -59,7 +59,7 @@ _cleanup() {
 		rm -f "$f"
 	done
 	wait 2>/dev/null
-	rm -rf "$WORK"
+	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 	exit "$rc"
 }
 trap _cleanup EXIT
