@@ -27,6 +27,7 @@
 #include "snapfs/backing.h"
 #include "snapfs/fault.h"
 #include "snapfs/iolog.h"
+#include "snapfs/log.h"
 
 int backing_open(struct backing *b, const char *path, bool ro, char *err,
 		 size_t err_len)
@@ -117,6 +118,46 @@ int backing_sync(struct backing *b)
 		return r < 0 ? r : -EIO;
 	iolog_sync(IOLOG_BACKING);
 	return fdatasync(b->fd) < 0 ? -errno : 0;
+}
+
+int backing_grow(struct backing *b, uint64_t new_size, char *err,
+		 size_t err_len)
+{
+	uint64_t dev = 0;
+	int f;
+
+	if (b->is_blkdev) {
+		if (ioctl(b->fd, BLKGETSIZE64, &dev) < 0) {
+			snprintf(err, err_len, "%s: size unknown: %s", b->path,
+				 strerror(errno));
+			return -errno;
+		}
+		if (dev != new_size) {
+			snprintf(err, err_len,
+				 "%s is a block device of %llu bytes: grow it "
+				 "first (lvextend), then resize to its size",
+				 b->path, (unsigned long long)dev);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	f = FAULT("backing.grow");
+	if (f)
+		errno = f > 0 ? EIO : -f;
+	if (f || ftruncate(b->fd, (off_t)new_size) < 0 || fsync(b->fd) < 0) {
+		int r = -errno;
+
+		snprintf(err, err_len, "%s: cannot grow to %llu bytes: %s",
+			 b->path, (unsigned long long)new_size, strerror(-r));
+		/* back to the size the store still accepts */
+		if (ftruncate(b->fd, (off_t)b->size) < 0)
+			log_error("backing: %s: cannot go back to %llu bytes: "
+				  "%s",
+				  b->path, (unsigned long long)b->size,
+				  strerror(errno));
+		return r;
+	}
+	return 0;
 }
 
 int backing_stat(struct backing *b)

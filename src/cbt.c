@@ -55,6 +55,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapfs/backing.h"
 #include "snapfs/cbt.h"
 #include "snapfs/log.h"
 #include "snapfs/store.h"
@@ -78,8 +79,11 @@ struct cbt {
 	struct store *s;
 	uint32_t bs;
 	uint64_t nblocks;
+	uint64_t cap_blocks; /* the most it may grow to while mounted */
 	struct map_header *map; /* cbt.map, MAP_SHARED */
-	size_t map_len;
+	size_t map_len; /* of the file, for nblocks */
+	size_t map_cap; /* of the mapping: for the largest image it may grow
+			   to (pages past the file's end are never touched) */
 	uint64_t *open_bits; /* the map's words */
 	uint8_t *region; /* REGION_* per CBT_REGION_WORDS words */
 	uint64_t open_gen; /* atomic: readers run beside generation changes */
@@ -140,30 +144,42 @@ static int gen_state(struct cbt *c, uint64_t gen, bool *widened)
 	return r;
 }
 
-/* Maps cbt.map, sized for this image; *valid tells whether it already
- * held this image's bits of generation gen. */
-static int map_open(struct cbt *c, uint64_t gen, bool *valid)
+/* Bytes of cbt.map for nblocks blocks. */
+static size_t map_bytes(uint64_t nblocks)
+{
+	return MAP_HEADER + (((nblocks + 63) / 64 * 8 + 4095) & ~(size_t)4095);
+}
+
+/*
+ * Maps cbt.map, sized for this image; *valid tells whether it already
+ * held this image's bits of generation gen, *grown whether only those of
+ * the image before a growth a crash interrupted (cbt_grow_prepare made
+ * the file larger first: the new blocks' bits are in the store).
+ */
+static int map_open(struct cbt *c, uint64_t gen, bool *valid, bool *grown)
 {
 	char path[4096];
 	struct stat st;
 	void *m;
 	int fd, r = 0;
 
-	c->map_len = MAP_HEADER + ((nwords(c) * 8 + 4095) & ~(size_t)4095);
+	c->map_len = map_bytes(c->nblocks);
+	c->map_cap = map_bytes(c->nblocks > c->cap_blocks ? c->nblocks
+							  : c->cap_blocks);
 	snprintf(path, sizeof(path), "%s/%s", store_dir(c->s), MAP_NAME);
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		r = -errno;
 		goto out;
 	}
-	*valid = (size_t)st.st_size == c->map_len;
+	*valid = (size_t)st.st_size >= c->map_len;
 	if (!*valid && ftruncate(fd, 0) < 0)
 		r = -errno;
 	if (!r && !*valid && ftruncate(fd, (off_t)c->map_len) < 0)
 		r = -errno;
 	if (r)
 		goto out;
-	m = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	m = mmap(NULL, c->map_cap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
 		r = -errno;
 		goto out;
@@ -171,7 +187,13 @@ static int map_open(struct cbt *c, uint64_t gen, bool *valid)
 	c->map = m;
 	c->open_bits = (uint64_t *)((char *)m + MAP_HEADER);
 	*valid = *valid && c->map->magic == MAP_MAGIC && c->map->gen == gen &&
-		 c->map->nblocks == c->nblocks && c->map->block_size == c->bs;
+		 c->map->nblocks <= c->nblocks && c->map->block_size == c->bs;
+	*grown = *valid && c->map->nblocks < c->nblocks;
+	/* an image's map is as long as it needs: a growth that never
+	 * happened leaves it longer */
+	if (!r && (size_t)st.st_size > c->map_len && !*grown &&
+	    ftruncate(fd, (off_t)c->map_len) < 0)
+		r = -errno;
 out:
 	if (r)
 		log_error("cbt: %s: %s", path, strerror(-r));
@@ -193,7 +215,7 @@ int cbt_create(struct cbt **out, struct store *s, uint64_t image_size,
 	       uint32_t keep, bool durable, bool same_boot)
 {
 	struct cbt *c = calloc(1, sizeof(*c));
-	bool clean = store_info(s)->prev_clean, valid = false;
+	bool clean = store_info(s)->prev_clean, valid = false, grown = false;
 	int r;
 
 	if (!c)
@@ -201,15 +223,20 @@ int cbt_create(struct cbt **out, struct store *s, uint64_t image_size,
 	c->s = s;
 	c->bs = store_info(s)->cbt_block_size;
 	c->nblocks = (image_size + c->bs - 1) / c->bs;
+	c->cap_blocks = (BACKING_MAX_GROWN + c->bs - 1) / c->bs;
+	if (c->cap_blocks < c->nblocks)
+		c->cap_blocks = c->nblocks;
 	c->keep = keep;
 	c->durable = durable;
 	c->open_gen = store_info(s)->generation;
-	c->region = calloc(nregions(c) ? nregions(c) : 1, 1);
-	r = c->region ? map_open(c, c->open_gen, &valid) : -ENOMEM;
+	c->region = calloc(
+		(c->cap_blocks / 64 + CBT_REGION_WORDS) / CBT_REGION_WORDS, 1);
+	r = c->region ? map_open(c, c->open_gen, &valid, &grown) : -ENOMEM;
 	if (r)
 		goto fail;
-	/* Which record to believe: see the crash rule above. */
-	if (clean || !same_boot || !valid) {
+	/* Which record to believe: see the crash rule above; after a
+	 * growth the map has the old blocks, the store the new ones. */
+	if (clean || !same_boot || !valid || grown) {
 		if (clean || !valid)
 			memset(c->open_bits, 0, nwords(c) * 8);
 		r = store_for_each_cbt_word(s, c->open_gen, load_word, c);
@@ -237,7 +264,7 @@ void cbt_destroy(struct cbt *c)
 	if (!c)
 		return;
 	if (c->map)
-		munmap(c->map, c->map_len);
+		munmap(c->map, c->map_cap);
 	free(c->region);
 	free(c);
 }
@@ -288,6 +315,84 @@ out:
 	free(ranges);
 	free(w);
 	return r;
+}
+
+/* The words of blocks [first, nblocks) of an image of nblocks blocks, all
+ * ones, and the range of words they lie in.  Caller frees *out. */
+static int ones_words(uint64_t first, uint64_t nblocks, struct cbt_word **out,
+		      size_t *n, uint64_t range[2])
+{
+	uint64_t w0 = first / 64, w1 = (nblocks - 1) / 64;
+	struct cbt_word *v = malloc((w1 - w0 + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (uint64_t w = w0; w <= w1; w++) {
+		uint64_t bits = ~0ull;
+
+		if (w == w0)
+			bits &= ~0ull << (first % 64);
+		if (w == w1 && nblocks % 64)
+			bits &= (1ull << (nblocks % 64)) - 1;
+		v[w - w0] = (struct cbt_word){ .word = w, .bits = bits };
+	}
+	*out = v;
+	*n = (size_t)(w1 - w0 + 1);
+	range[0] = w0;
+	range[1] = w1;
+	return 0;
+}
+
+/* The first block a growth from old_size changes: the partial last one
+ * changes length. */
+static uint64_t first_grown(const struct cbt *c, uint64_t old_size)
+{
+	return old_size / c->bs;
+}
+
+int cbt_grow_prepare(struct cbt *c, uint64_t old_size, uint64_t new_size)
+{
+	uint64_t nb = (new_size + c->bs - 1) / c->bs, range[2];
+	struct cbt_word *w = NULL;
+	char path[4096];
+	size_t n = 0;
+	int fd, r;
+
+	if (nb > c->cap_blocks)
+		return -EFBIG;
+	snprintf(path, sizeof(path), "%s/%s", store_dir(c->s), MAP_NAME);
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	r = fd < 0 ? -errno : 0;
+	if (!r && ftruncate(fd, (off_t)map_bytes(nb)) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (!r && !c->open_widened) {
+		r = ones_words(first_grown(c, old_size), nb, &w, &n, range);
+		/* the boundary word keeps the bits it has */
+		if (!r && range[0] < nwords(c))
+			w[0].bits |= c->open_bits[range[0]];
+		if (!r)
+			r = store_replace_cbt_words(c->s, c->open_gen, range, 1,
+						    w, n);
+	}
+	free(w);
+	if (r)
+		log_error("cbt: cannot prepare the bitmap for %llu bytes: %s",
+			  (unsigned long long)new_size, strerror(-r));
+	return r;
+}
+
+void cbt_grow_commit(struct cbt *c, uint64_t old_size, uint64_t new_size)
+{
+	uint64_t nb = (new_size + c->bs - 1) / c->bs;
+
+	for (uint64_t b = first_grown(c, old_size); b < nb; b++)
+		__atomic_fetch_or(&c->open_bits[b / 64], 1ull << (b % 64),
+				  __ATOMIC_RELAXED);
+	c->map_len = map_bytes(nb);
+	__atomic_store_n(&c->nblocks, nb, __ATOMIC_RELEASE);
+	c->map->nblocks = nb;
 }
 
 uint64_t cbt_nblocks(const struct cbt *c)

@@ -73,6 +73,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "snapfs/backing.h"
@@ -137,6 +138,85 @@ static int load_chunk(void *arg, uint64_t chunk_idx, int64_t seq)
 	return 0;
 }
 
+/* Bytes of a table of a bit per chunk, and of the fresh epochs, for n
+ * chunks. */
+static size_t bits_bytes(uint64_t n)
+{
+	return words(n) * sizeof(uint64_t);
+}
+
+static size_t epochs_bytes(uint64_t n)
+{
+	return (n / FRESH_PAGE_BITS + 1) * sizeof(uint64_t);
+}
+
+static size_t page_up(size_t n)
+{
+	return (n + 4095) & ~(size_t)4095;
+}
+
+/*
+ * The per-chunk tables are read without a lock, so they never move: each
+ * is address space reserved for the largest image the mount may grow to
+ * (cap bytes, no memory), of which the first used bytes are made usable
+ * (zeros, memory as they are touched); a growth makes more usable in
+ * place.  NULL when it cannot be had.
+ */
+static void *table_reserve(size_t cap, size_t used)
+{
+	void *p = mmap(NULL, page_up(cap), PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	if (mprotect(p, page_up(used), PROT_READ | PROT_WRITE) < 0) {
+		munmap(p, page_up(cap));
+		return NULL;
+	}
+	return p;
+}
+
+static void table_free(void *p, size_t cap)
+{
+	if (p)
+		munmap(p, page_up(cap));
+}
+
+static int table_grow(void *p, size_t used)
+{
+	return mprotect(p, page_up(used), PROT_READ | PROT_WRITE) < 0 ? -errno
+								      : 0;
+}
+
+static void tables_free(struct cow *c)
+{
+	table_free(c->fresh, bits_bytes(c->cap_chunks));
+	table_free(c->fresh_epoch, epochs_bytes(c->cap_chunks));
+	table_free(c->preserved, bits_bytes(c->cap_chunks));
+}
+
+int cow_grow_prepare(struct cow *c, uint64_t new_size)
+{
+	uint64_t n = (new_size + c->cs - 1) / c->cs;
+	int r;
+
+	if (n > c->cap_chunks)
+		return -EFBIG;
+	r = table_grow(c->fresh, bits_bytes(n));
+	if (!r)
+		r = table_grow(c->fresh_epoch, epochs_bytes(n));
+	if (!r)
+		r = table_grow(c->preserved, bits_bytes(n));
+	return r;
+}
+
+void cow_grow_commit(struct cow *c, uint64_t new_size)
+{
+	__atomic_store_n(&c->nchunks, (new_size + c->cs - 1) / c->cs,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&c->size, new_size, __ATOMIC_RELEASE);
+}
+
 int cow_create(struct cow **out, struct backing *b, struct store *s,
 	       struct uring_engine *io, struct cbt *cbt, int64_t newest_seq)
 {
@@ -154,11 +234,16 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	c->cs = store_info(s)->chunk_size;
 	c->nchunks = (c->size + c->cs - 1) / c->cs;
 	c->newest = newest_seq;
-	c->fresh = calloc(words(c->nchunks), sizeof(uint64_t));
-	c->fresh_epoch =
-		calloc(c->nchunks / FRESH_PAGE_BITS + 1, sizeof(uint64_t));
+	c->cap_chunks = (BACKING_MAX_GROWN + c->cs - 1) / c->cs;
+	if (c->cap_chunks < c->nchunks)
+		c->cap_chunks = c->nchunks;
+	c->fresh = table_reserve(bits_bytes(c->cap_chunks),
+				 bits_bytes(c->nchunks));
+	c->fresh_epoch = table_reserve(epochs_bytes(c->cap_chunks),
+				       epochs_bytes(c->nchunks));
 	c->epoch = 1; /* no page is of it: nothing is fresh */
-	c->preserved = calloc(words(c->nchunks), sizeof(uint64_t));
+	c->preserved = table_reserve(bits_bytes(c->cap_chunks),
+				     bits_bytes(c->nchunks));
 	chunkset_init(&c->promised);
 	if (!c->fresh || !c->fresh_epoch || !c->preserved) {
 		r = -ENOMEM;
@@ -187,9 +272,7 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	*out = c;
 	return 0;
 err:
-	free(c->fresh);
-	free(c->fresh_epoch);
-	free(c->preserved);
+	tables_free(c);
 	chunkset_destroy(&c->promised);
 	free(c);
 	return r;
@@ -208,9 +291,7 @@ void cow_destroy(struct cow *c)
 	for (int i = 0; i < FRESH_LOCKS; i++)
 		pthread_mutex_destroy(&c->fresh_locks[i]);
 	pthread_mutex_destroy(&c->room_lock);
-	free(c->fresh);
-	free(c->fresh_epoch);
-	free(c->preserved);
+	tables_free(c);
 	chunkset_destroy(&c->promised);
 	free(c);
 }

@@ -33,9 +33,10 @@ struct cow {
 	struct store *s;
 	struct uring_engine *io;
 	struct cbt *cbt;
-	uint64_t size;
+	uint64_t size; /* grows (cow_grow) with the chain quiesced */
 	uint32_t cs;
 	uint64_t nchunks;
+	uint64_t cap_chunks; /* what the tables below reserve */
 	uint64_t *fresh; /* a bit per chunk, valid for a page of them
 			    only while its fresh_epoch is epoch */
 	uint64_t *fresh_epoch; /* per FRESH_PAGE_BITS chunks */

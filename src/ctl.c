@@ -31,6 +31,7 @@
 #include "snapfs/ctl.h"
 #include "snapfs/daemon.h"
 #include "snapfs/log.h"
+#include "snapfs/resize.h"
 #include "snapfs/revert.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
@@ -458,6 +459,25 @@ static int cmd_revert(struct daemon *d, char **args, int nargs, int fd,
 	return r;
 }
 
+static int cmd_resize(struct daemon *d, char **args, int nargs, FILE *out,
+		      char *msg, size_t msg_len)
+{
+	unsigned long long size;
+	char *end;
+	int r;
+
+	errno = 0;
+	size = nargs == 1 ? strtoull(args[0], &end, 10) : 0;
+	if (nargs != 1 || errno || *end || !size || args[0][0] == '-') {
+		snprintf(msg, msg_len, "resize needs a size in bytes");
+		return -EINVAL;
+	}
+	r = resize_run(d, size, msg, msg_len);
+	if (!r)
+		fprintf(out, "ok\n");
+	return r;
+}
+
 /* ctl_handle; fd, when not -1, is the client's connection, for a long
  * request's progress lines. */
 static int handle(struct daemon *d, uid_t peer, const char *line, int fd,
@@ -505,6 +525,8 @@ static int handle(struct daemon *d, uid_t peer, const char *line, int fd,
 		r = cmd_list(d, true, out);
 	} else if (!strcmp(words[0], "revert")) {
 		r = cmd_revert(d, words + 1, n - 1, fd, out, msg, sizeof(msg));
+	} else if (!strcmp(words[0], "resize")) {
+		r = cmd_resize(d, words + 1, n - 1, out, msg, sizeof(msg));
 	} else if (!strcmp(words[0], "status") && n == 1) {
 		r = cmd_status(d, false, out);
 	} else if (!strcmp(words[0], "status-json") && n == 1) {

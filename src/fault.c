@@ -25,6 +25,7 @@ static const char *const points[] = {
 	"backing.write", /* the overwrite of live.img */
 	"backing.sync", /* fsync of live.img, before a snapshot */
 	"backing.discard", /* punch hole / zero range */
+	"backing.grow", /* a regular-file backing extended (resize) */
 	"data.write", /* a preserved chunk into the data file */
 	"data.read", /* a preserved chunk for a snapshot read */
 	"data.sync", /* fdatasync of the data file before a commit */

@@ -82,6 +82,12 @@ struct bitmap_handle {
 	pthread_mutex_t lock;
 };
 
+/* An open snapshot image. */
+struct snap_handle {
+	int64_t seq;
+	uint64_t size; /* its own, which live.img may outgrow */
+};
+
 /* An open live.img: where its write-back error cursor stands. */
 struct live_handle {
 	uint64_t err_seen; /* cow_error_mark at open, then cow_fsync's */
@@ -298,6 +304,23 @@ void fs_live_changed(struct fs *fs)
 			 strerror(-r));
 }
 
+void fs_image_grown(struct fs *fs)
+{
+	struct store_generation *g;
+	size_t n;
+
+	fs_live_changed(fs);
+	if (cbt_list_generations(fs->d->cbt, &g, &n))
+		return; /* their attributes time out, in a day */
+	for (size_t i = 0; i < n; i++)
+		if (!g[i].dropped)
+			fuse_lowlevel_notify_inval_inode(
+				fs->se,
+				(fuse_ino_t)(TREE_INO_CBT_BASE + g[i].gen), 0,
+				0);
+	free(g);
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -346,17 +369,30 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 			fuse_reply_err(req, EROFS);
 			return;
 		}
-		r = snapshots_open(d->snaps, tree_snapshot_seq(ino));
-		if (r) {
-			fuse_reply_err(req, -r);
+		{
+			struct snap_handle *h = calloc(1, sizeof(*h));
+			struct snapshot snap;
+
+			r = h ? snapshots_open(d->snaps, tree_snapshot_seq(ino))
+			      : -ENOMEM;
+			if (r) {
+				free(h);
+				fuse_reply_err(req, -r);
+				return;
+			}
+			h->seq = tree_snapshot_seq(ino);
+			h->size = snapshots_get(d->snaps, h->seq, &snap)
+					  ? 0
+					  : snap.size;
+			fi->fh = (uint64_t)(uintptr_t)h;
+			fi->keep_cache = 1;
+			fi->direct_io = d->fs->dio_mmap;
+			if (fuse_reply_open(req, fi)) {
+				snapshots_release(d->snaps, h->seq);
+				free(h);
+			}
 			return;
 		}
-		fi->fh = (uint64_t)tree_snapshot_seq(ino);
-		fi->keep_cache = 1;
-		fi->direct_io = d->fs->dio_mmap;
-		if (fuse_reply_open(req, fi))
-			snapshots_release(d->snaps, (int64_t)fi->fh);
-		return;
 	case TREE_BITMAP: {
 		uint64_t gen = tree_bitmap_generation(ino);
 		struct bitmap_handle *h;
@@ -400,8 +436,12 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
-	if (tree_kind_of(ino) == TREE_SNAPSHOT)
-		snapshots_release(req_daemon(req)->snaps, (int64_t)fi->fh);
+	if (tree_kind_of(ino) == TREE_SNAPSHOT) {
+		struct snap_handle *h = (void *)(uintptr_t)fi->fh;
+
+		snapshots_release(req_daemon(req)->snaps, h->seq);
+		free(h);
+	}
 	if (tree_kind_of(ino) == TREE_BITMAP)
 		bitmap_handle_free((void *)(uintptr_t)fi->fh);
 	if (tree_kind_of(ino) == TREE_LIVE) {
@@ -434,6 +474,17 @@ static ssize_t read_bitmap(struct daemon *d, struct bitmap_handle *h, void *buf,
 	return (ssize_t)size;
 }
 
+/* A snapshot's bytes, up to its own size (live.img may have grown since). */
+static ssize_t read_snapshot(struct daemon *d, const struct snap_handle *h,
+			     void *buf, size_t size, uint64_t off)
+{
+	if (off >= h->size)
+		return 0;
+	if (size > h->size - off)
+		size = (size_t)(h->size - off);
+	return cow_read_snapshot(d->cow, h->seq, buf, size, off);
+}
+
 static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -451,8 +502,8 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (tree_kind_of(ino) == TREE_LIVE)
 		n = cow_read_live(d->cow, buf, size, (uint64_t)off);
 	else if (tree_kind_of(ino) == TREE_SNAPSHOT)
-		n = cow_read_snapshot(d->cow, (int64_t)fi->fh, buf, size,
-				      (uint64_t)off);
+		n = read_snapshot(d, (void *)(uintptr_t)fi->fh, buf, size,
+				  (uint64_t)off);
 	else if (tree_kind_of(ino) == TREE_BITMAP)
 		n = read_bitmap(d, (void *)(uintptr_t)fi->fh, buf, size,
 				(uint64_t)off);
@@ -584,8 +635,18 @@ static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	r = cow_seek(d->cow, kind == TREE_SNAPSHOT ? (int64_t)fi->fh : 0,
-		     (uint64_t)off, whence);
+	if (kind == TREE_SNAPSHOT) {
+		const struct snap_handle *h = (void *)(uintptr_t)fi->fh;
+
+		/* its own size: live.img may have grown since */
+		r = (uint64_t)off >= h->size
+			    ? -ENXIO
+			    : cow_seek(d->cow, h->seq, (uint64_t)off, whence);
+		if (r >= (int64_t)h->size)
+			r = whence == SEEK_DATA ? -ENXIO : (int64_t)h->size;
+	} else {
+		r = cow_seek(d->cow, 0, (uint64_t)off, whence);
+	}
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else

@@ -135,7 +135,13 @@ static int store_validate(struct store *s, const struct store_config *cfg,
 			 s->dir, buf, cfg->backing_id);
 		goto out;
 	}
-	if (index_meta_get_u64(db, "image_size", &v) || v != cfg->image_size) {
+	/* A growth (store_resize) recorded while the backing's own may not
+	 * have reached the disk: either size is this image's. */
+	if (index_meta_get(db, "resize_from", buf, sizeof(buf)) ||
+	    strtoull(buf, NULL, 10) != cfg->image_size)
+		buf[0] = '\0';
+	if (!buf[0] && (index_meta_get_u64(db, "image_size", &v) ||
+			v != cfg->image_size)) {
 		snprintf(err, err_len,
 			 "store %s: the backing's size changed since the store "
 			 "was made (%llu bytes then, %llu now)",
@@ -290,6 +296,14 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 		goto err_made;
 	}
 	s->info.image_size = cfg->image_size;
+	r = store_resize_settle(s);
+	if (r) {
+		snprintf(err, err_len,
+			 "store %s: cannot record the image's "
+			 "size",
+			 s->dir);
+		goto err_made;
+	}
 	r = zero_crc(s->info.chunk_size, &s->zero_crc);
 	if (!r)
 		r = copy_cache_init(&s->cache, s->info.chunk_size);

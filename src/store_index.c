@@ -416,6 +416,48 @@ int store_set_meta(struct store *s, const char *key, const char *value)
 	return r;
 }
 
+/* Sets image_size and resize_from in one transaction; db_lock held. */
+static int set_size(struct store *s, uint64_t size, const char *from)
+{
+	int r = index_tx_begin(s->db);
+
+	if (!r)
+		r = index_meta_set_u64(s->db, "image_size", size);
+	if (!r)
+		r = index_meta_set(s->db, "resize_from", from);
+	return index_tx_end(s->db, r, "index.commit");
+}
+
+int store_resize(struct store *s, uint64_t new_size)
+{
+	char from[32];
+	int r;
+
+	snprintf(from, sizeof(from), "%llu",
+		 (unsigned long long)s->info.image_size);
+	pthread_mutex_lock(&s->db_lock);
+	r = set_size(s, new_size, from);
+	pthread_mutex_unlock(&s->db_lock);
+	if (!r)
+		s->info.image_size = new_size;
+	return r;
+}
+
+int store_resize_settle(struct store *s)
+{
+	char from[32] = "";
+	int r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = index_meta_get(s->db, "resize_from", from, sizeof(from));
+	if (r == -ENOENT || (!r && !from[0]))
+		r = 0;
+	else if (!r)
+		r = set_size(s, s->info.image_size, "");
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
 void store_add_event(struct store *s, const char *kind, const char *fmt, ...)
 {
 	char detail[224];

@@ -10,10 +10,15 @@
 #include <stdint.h>
 #include <time.h>
 
+/* The largest size an image may grow to while mounted (snapfsctl resize):
+ * what the per-block tables reserve address space for at mount.  An
+ * image mounted larger than this cannot grow. */
+#define BACKING_MAX_GROWN (1ull << 47) /* 128 TiB */
+
 struct backing {
 	int fd;
 	char *path; /* as given */
-	uint64_t size; /* bytes; fixed while mounted */
+	uint64_t size; /* bytes; grows only by backing_grow (resize) */
 	bool is_blkdev;
 	char identity[96]; /* "file:DEV:INO" or "blkdev:MAJOR:MINOR" */
 	struct timespec mtime;
@@ -25,6 +30,15 @@ struct backing {
  * disk either way.
  */
 int backing_open(struct backing *b, const char *path, bool ro, char *err,
+		 size_t err_len);
+
+/*
+ * Makes the image new_size bytes (larger than now): a regular file is
+ * extended and the new length synced; a block device must be that large
+ * already.  b->size is not changed (the caller does, once every table
+ * has grown).  0 or -errno with one line in err.
+ */
+int backing_grow(struct backing *b, uint64_t new_size, char *err,
 		 size_t err_len);
 
 /* Flushes the image's data to stable storage.  0 or -errno; any thread. */

@@ -119,6 +119,15 @@ int cow_set_newest(struct cow *c, int64_t newest_seq);
  */
 void cow_set_make_room(struct cow *c, int (*make_room)(void *arg), void *arg);
 
+/*
+ * A growth of the image to new_size, with the chain quiesced: prepare
+ * makes the per-chunk tables large enough (0, -EFBIG past
+ * BACKING_MAX_GROWN, or -ENOMEM; nothing changes), commit, once the
+ * backing has grown, makes the new chunks part of live.img.
+ */
+int cow_grow_prepare(struct cow *c, uint64_t new_size);
+void cow_grow_commit(struct cow *c, uint64_t new_size);
+
 /* Chunks preserved by this process, for status. */
 uint64_t cow_preserved_count(struct cow *c);
 

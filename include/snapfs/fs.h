@@ -36,6 +36,9 @@ void fs_live_unclaim(struct fs *fs);
  * a change that did not come through the mount.  Any thread. */
 void fs_live_changed(struct fs *fs);
 
+/* The same after the image grew: live.img's and every bitmap's size. */
+void fs_image_grown(struct fs *fs);
+
 /* Unmounts (if still mounted) and frees the session. */
 void fs_unmount(struct fs *fs);
 

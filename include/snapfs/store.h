@@ -94,6 +94,19 @@ int store_open(struct store **out, const struct store_config *cfg, char *err,
 /* Closes the store; with clean, records a clean shutdown.  Main thread. */
 void store_close(struct store *s, bool clean);
 
+/*
+ * Records that the image grows to new_size: from now on the store opens
+ * with a backing of new_size, and also with one of the size before until
+ * store_resize_settle (a crash may come before the backing's own growth
+ * is on disk: the store then takes the old size back at its next open).
+ * 0 or -errno (nothing recorded).
+ */
+int store_resize(struct store *s, uint64_t new_size);
+
+/* Once the backing's growth is durable: only the new size opens the
+ * store.  Also run by store_open, with the size found.  0 or -errno. */
+int store_resize_settle(struct store *s);
+
 /* The store's fixed parameters and state at open. */
 const struct store_info *store_info(const struct store *s);
 
