@@ -5,8 +5,9 @@
 # that was synced plus random subsets of the rest) and checks each: the
 # store passes check, mounts, every snapshot is whole, none whose creation
 # returned is lost, a snapshot deleted with --keep-bookmark is a snapshot
-# or a bookmark (never gone) and serves as changed --from, and the bitmaps
-# cover every change since the newest.
+# or a bookmark (never gone) and serves as changed --from, the bitmaps
+# cover every change since the newest, and a revert the cut interrupted is
+# finished by the mount (live.img is that snapshot).
 #
 #   tests/torture/powerloss.sh [CUTS]     (default 20; SEED= to repeat)
 . "$TESTLIB"
@@ -44,7 +45,11 @@ for i in $(seq 8); do
 		fi
 	fi
 done
+# back to the oldest snapshot left, then on: a revert among the cuts
 random_writes "$L" 10 8
+victim=$("$SNAPFSCTL" list "$MNT" | sed -n 2p | cut -d' ' -f1)
+"$SNAPFSCTL" revert "$MNT" "$victim" --no-progress
+random_writes "$L" 4 8
 stop_snapfs "$MNT"
 note "log: $(stat -c %s "$WORK/io.log") bytes"
 python3 "$HERE/replay.py" "$WORK/io.log" "$IMG" "$STORE" $SIZE "$WORK/sums" \

@@ -13,8 +13,11 @@ the checksum it had at creation (SUMS: "uuid sha256" lines), every
 snapshot whose creation had returned before the cut is there, every
 snapshot deleted with --keep-bookmark (KEPT: a uuid a line) is a
 snapshot or a bookmark, every bookmark is one of those and works as
-`changed --from`, and the bitmaps since the newest snapshot cover every
-block where live.img differs from it.
+`changed --from`, the bitmaps since the newest snapshot cover every
+block where live.img differs from it, and a revert the cut fell in (its
+"revert" mark before the cut, its "reverted" mark not) is finished by the
+mount: live.img is that snapshot.  Every sync point inside a revert is a
+cut, besides the CUTS spread over the log.
 """
 import hashlib
 import os
@@ -103,8 +106,21 @@ def main():
     # harness cannot reproduce when it rewrites the image: cuts stop there.
     end = next((i for i, k, *_ in marks if k == "clean"), len(recs))
     points = [i + 1 for i, r in enumerate(recs[:end]) if r[0] == "S"] + [end]
+    # revert windows: from its mark (the record is durable) to "reverted"
+    windows = []
+    for i, k, *rest in marks:
+        if k == "revert":
+            done = next((j for j, k2, *r2 in marks
+                         if j > i and k2 == "reverted" and r2 == rest), end)
+            windows.append((i, done, rest[0]))
+
+    def reverting(cut):
+        return next((u for a, b, u in windows if a < cut <= b), None)
+
+    inside = [p for p in points if reverting(p)]
     if len(points) > cuts:
-        points = sorted(rng.sample(points, cuts))
+        points = sorted(set(rng.sample(points, cuts)) | set(inside))
+    reverted_cuts = 0
     for n, cut in enumerate(points):
         files, exists = build(recs, cut, rng)
         img = files.get(BACKING, bytearray())
@@ -175,6 +191,12 @@ def main():
                                   capture_output=True).returncode:
                     raise SystemExit(f"cut {cut}: changed --from bookmark "
                                      f"{b} failed")
+            target = reverting(cut)
+            if target:
+                if sha(os.path.join(mnt, "live.img")) != sums[target]:
+                    raise SystemExit(f"cut {cut}: the revert to {target} "
+                                     "was not finished by the mount")
+                reverted_cuts += 1
             gens = {}
             for u in shown:
                 p = os.path.join(mnt, "snapshots", u + ".img")
@@ -208,7 +230,7 @@ def main():
         print(f"cut {n + 1}/{len(points)} at record {cut}/{len(recs)}: "
               f"{len(shown)} snapshots, {len(bookmarks)} bookmarks ok")
     print(f"power-loss replay: {len(points)} prefixes of {len(recs)} records, "
-          "no loss")
+          f"{reverted_cuts} inside a revert (finished at mount), no loss")
 
 
 main()

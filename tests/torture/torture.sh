@@ -8,6 +8,9 @@
 # the newest snapshot cover every block where live.img differs from it,
 # and `changed --from` each bookmark covers every block where live.img
 # differs from its snapshot (a copy taken before it became a bookmark).
+# Every second round the writers stop and a revert to the newest snapshot
+# is killed at a random moment: after the restart live.img is either what
+# it was or, once the revert began, that snapshot.
 #
 #   tests/torture/torture.sh [KILLS]      (default 5; SEED= to repeat)
 #
@@ -70,7 +73,23 @@ for ((round = 1; round <= KILLS; round++)); do
 			NEWEST=$u
 		fi
 	done
-	sleep "0.$((RANDOM % 10))"
+	REVERT=
+	if ((round % 2 == 0 && ${#SUMS[@]} > 0)); then
+		# a revert, killed at a random moment: the writers stop (a
+		# revert wants live.img closed), what they wrote is made
+		# durable and kept, then the revert runs into the kill
+		kill -9 "$W1" "$W2" 2>/dev/null || true
+		wait "$W1" "$W2" 2>/dev/null || true
+		python3 -c 'import os,sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$MNT/live.img"
+		PRE=$(sum "$MNT/live.img")
+		REVERT=$(printf '%s
+' "${!SUMS[@]}" | sort | tail -1)
+		"$SNAPFSCTL" revert "$MNT" "$REVERT" --no-progress 2>/dev/null &
+		register_pid $!
+		sleep "0.0$((RANDOM % 10))"
+	else
+		sleep "0.$((RANDOM % 10))"
+	fi
 	kill9_snapfs "$MNT"
 	kill -9 "$W1" "$W2" 2>/dev/null || true
 	wait "$W1" "$W2" 2>/dev/null || true
@@ -105,6 +124,20 @@ with open(sys.argv[1], "rb") as a, open(sys.argv[2], "rb") as b:
 PY
 			fail "round $round: changed --from bookmark $b misses a change"
 	done
+	if [ -n "$REVERT" ]; then
+		# before the revert began: what was there; after: the snapshot
+		now=$(sum "$MNT/live.img")
+		if [ "$now" = "${SUMS[$REVERT]}" ]; then
+			note "round $round: the revert to $REVERT was finished"
+		elif [ "$now" = "$PRE" ]; then
+			note "round $round: killed before the revert began"
+		else
+			fail "round $round: live.img is neither what it was nor $REVERT"
+		fi
+		# the writers' acknowledged writes were reverted away
+		: >"$WORK/log.buf"
+		: >"$WORK/log.dio"
+	fi
 	$STAMP verify "$MNT/live.img" "$WORK/log.buf" "$WORK/log.dio" >"$WORK/verify" ||
 		{ cat "$WORK/verify"; fail "round $round: acknowledged writes lost"; }
 	if [ -n "${NEWEST:-}" ] && [ -n "${SUMS[$NEWEST]+x}" ]; then
