@@ -7,7 +7,8 @@
  * is none (store_chunks.c), so live.img differs from S only in chunks
  * that have such a copy (store_copied_since), plus, after a resize, the
  * range S never had.  Those chunks are read as S reads them and written
- * to live.img through the chain, like any write: the newest snapshot gets
+ * to live.img through the chain, like any write (or punched, where S
+ * reads zeros, so that a sparse image stays sparse): the newest snapshot gets
  * the overwritten bytes first, so every snapshot keeps its own, and the
  * open generation marks the blocks changed.  The cost grows with what
  * changed since S, not with the image (a read and a write per changed
@@ -31,6 +32,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,16 @@
 
 #define REVERT_IO (1u << 20) /* bytes a read and a write move at most */
 #define JOURNAL "revert_to"
+
+static bool all_zero(const void *buf, size_t len)
+{
+	const uint64_t *w = buf;
+
+	for (size_t i = 0; i < len / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
 
 /* Copies snapshot snap's bytes over live.img where they differ; *copied
  * gets the bytes copied.  0 or -errno. */
@@ -94,7 +106,12 @@ static int copy_back(struct daemon *d, const struct snapshot *snap,
 						off);
 			if (got >= 0 && (size_t)got != len)
 				got = -EIO;
-			if (got >= 0)
+			/* holes where the snapshot reads zeros: a sparse
+			 * image stays sparse */
+			if (got >= 0 && all_zero(buf, len))
+				got = cow_discard(d->cow, off, len, false)
+					      ?: got;
+			else if (got >= 0)
 				got = cow_write_live(d->cow, buf, len, off);
 			if (got >= 0 && (size_t)got != len)
 				got = -EIO;
