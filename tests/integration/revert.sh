@@ -68,6 +68,19 @@ done
 "$SNAPFSCTL" status "$MNT" | grep -q "revert: live.img reverted to snapshot $B" ||
 	fail "status shows no revert event"
 
+# progress: a bar on a terminal, lines with --progress elsewhere, none by
+# default off a terminal
+dd if=/dev/urandom of="$L" bs=1M count=8 conv=notrunc status=none
+bar=$(script -qec "$SNAPFSCTL revert $MNT $A" /dev/null | tr '\r' '\n')
+echo "$bar" | grep -q "MiB 100%" || fail "no progress bar on a terminal: $bar"
+dd if=/dev/urandom of="$L" bs=1M count=8 conv=notrunc status=none
+"$SNAPFSCTL" revert "$MNT" "$A" --progress 2>"$WORK/progress"
+grep -q "^copied [0-9]* of [0-9]* bytes (100%)" "$WORK/progress" ||
+	fail "revert --progress: $(cat "$WORK/progress")"
+"$SNAPFSCTL" revert "$MNT" "$A" 2>"$WORK/progress"
+[ ! -s "$WORK/progress" ] || fail "progress off a terminal: $(cat "$WORK/progress")"
+[ "$(sum "$L")" = "${SUMS[$A]}" ] || fail "live.img is not snapshot $A"
+
 # a file system on live.img, reverted, is the one in the snapshot
 stop_snapfs "$MNT"
 rm -rf "$IMG" "$IMG.snapfs"
