@@ -273,3 +273,87 @@ Test(cbt, a_sequential_writer_records_regions_ahead)
 		     "a random write records only its own");
 	cbt_pending_free(&p);
 }
+
+/* Grows the chain's image from blocks to nblocks: the steps of resize.c
+ * up to the file's growth (grow_file), and the commit (commit). */
+static void grow(uint64_t from, uint64_t to, bool grow_file, bool commit)
+{
+	cr_assert_eq(cbt_grow_prepare(ch.cbt, from * BS, to * BS), 0);
+	cr_assert_eq(store_resize(ch.s, to * BS), 0);
+	if (grow_file)
+		cr_assert_eq(truncate(ch.img, (off_t)(to * BS)), 0);
+	if (commit)
+		cbt_grow_commit(ch.cbt, from * BS, to * BS);
+}
+
+Test(cbt, a_growth_marks_the_new_blocks_and_keeps_the_old)
+{
+	char *s;
+
+	chain_init(&ch, 3000 * BS, 65536, DURABILITY_PROCESS);
+	mark(5 * BS, 1);
+	grow(3000, 4000, true, true);
+	cr_assert_eq(cbt_nblocks(ch.cbt), 4000);
+	s = bits_of(1, 4000);
+	for (uint64_t i = 0; i < 4000; i++)
+		cr_assert_eq(s[i] == '1', i == 5 || i >= 3000, "block %llu",
+			     (unsigned long long)i);
+	free(s);
+}
+
+Test(cbt, a_growth_a_crash_cut_short_keeps_the_maps_bits_and_the_new_ones)
+{
+	char *s;
+
+	/* durability=process: after a crash on the same boot cbt.map is
+	 * all there is of block 5; the new blocks are only in the store */
+	chain_init(&ch, 3000 * BS, 65536, DURABILITY_PROCESS);
+	mark(5 * BS, 1);
+	grow(3000, 4000, true, false);
+	chain_stop(&ch, false); /* kill -9 before the commit */
+	chain_start(&ch);
+	cr_assert_eq(ch.b.size, 4000 * BS);
+	s = bits_of(1, 4000);
+	for (uint64_t i = 0; i < 4000; i++)
+		cr_assert_eq(s[i] == '1', i == 5 || i >= 3000, "block %llu",
+			     (unsigned long long)i);
+	free(s);
+}
+
+Test(cbt, a_growth_that_never_reached_the_file_leaves_the_old_size)
+{
+	char *s;
+
+	chain_init(&ch, 3000 * BS, 65536, DURABILITY_PROCESS);
+	mark(5 * BS, 1);
+	grow(3000, 4000, false, false);
+	chain_stop(&ch, false); /* killed before the file grew */
+	chain_start(&ch); /* the store takes the old size back */
+	cr_assert_eq(cbt_nblocks(ch.cbt), 3000);
+	s = bits_of(1, 3000);
+	for (uint64_t i = 0; i < 3000; i++)
+		cr_assert_eq(s[i] == '1', i == 5, "block %llu",
+			     (unsigned long long)i);
+	free(s);
+	/* and only the old size opens it now */
+	chain_stop(&ch, true);
+	cr_assert_eq(truncate(ch.img, 4000 * BS), 0);
+	{
+		struct store_config sc;
+		char err[512] = "";
+
+		cr_assert_eq(
+			backing_open(&ch.b, ch.img, false, err, sizeof(err)),
+			0);
+		sc = (struct store_config){ .dir = ch.store_dir,
+					    .chunk_size = ch.chunk_size,
+					    .image_size = ch.b.size,
+					    .backing_id = ch.b.identity,
+					    .durability = ch.durability };
+		cr_assert_neq(store_open(&ch.s, &sc, err, sizeof(err)), 0);
+		cr_assert(strstr(err, "size changed"), "%s", err);
+		backing_close(&ch.b);
+		ch.s = NULL;
+	}
+	cr_assert_eq(truncate(ch.img, 3000 * BS), 0);
+}
