@@ -120,27 +120,46 @@ int backing_sync(struct backing *b)
 	return fdatasync(b->fd) < 0 ? -errno : 0;
 }
 
+int backing_grow_prepare(struct backing *b, uint64_t new_size, char *err,
+			 size_t err_len)
+{
+	uint64_t dev = 0;
+	int r;
+
+	if (!b->is_blkdev)
+		return 0;
+	if (ioctl(b->fd, BLKGETSIZE64, &dev) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: size unknown: %s", b->path,
+			 strerror(-r));
+		return r;
+	}
+	if (dev != new_size) {
+		snprintf(err, err_len,
+			 "%s is a block device of %llu bytes: grow it first "
+			 "(lvextend), then resize to its size",
+			 b->path, (unsigned long long)dev);
+		return -EINVAL;
+	}
+	/* what the device held there before (another volume's extents)
+	 * must not show through */
+	if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)b->size, (off_t)(new_size - b->size)) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: cannot zero its new range: %s",
+			 b->path, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 int backing_grow(struct backing *b, uint64_t new_size, char *err,
 		 size_t err_len)
 {
-	uint64_t dev = 0;
 	int f;
 
-	if (b->is_blkdev) {
-		if (ioctl(b->fd, BLKGETSIZE64, &dev) < 0) {
-			snprintf(err, err_len, "%s: size unknown: %s", b->path,
-				 strerror(errno));
-			return -errno;
-		}
-		if (dev != new_size) {
-			snprintf(err, err_len,
-				 "%s is a block device of %llu bytes: grow it "
-				 "first (lvextend), then resize to its size",
-				 b->path, (unsigned long long)dev);
-			return -EINVAL;
-		}
+	if (b->is_blkdev)
 		return 0;
-	}
 	f = FAULT("backing.grow");
 	if (f)
 		errno = f > 0 ? EIO : -f;

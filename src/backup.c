@@ -269,7 +269,8 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 				 job->dest, dev_size, size);
 			goto out;
 		}
-	} else if (job->since && (uint64_t)dst.st_size != size) {
+	} else if (job->since && (uint64_t)dst.st_size > size) {
+		/* images only grow (snapfsctl resize): not this one's copy */
 		r = -EINVAL;
 		snprintf(err, err_len,
 			 "%s: size %lld, the snapshot has %" PRIu64, job->dest,
@@ -280,6 +281,13 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 	if (r) {
 		snprintf(err, err_len, "%s%s: %s", job->dest,
 			 BACKUP_SIDECAR_SUFFIX, strerror(-r));
+		goto out;
+	}
+	/* the image grew since OLD: its new range is among the changes */
+	if (job->since && is_file && (uint64_t)dst.st_size < size &&
+	    ftruncate(dfd, (off_t)size) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: %s", job->dest, strerror(-r));
 		goto out;
 	}
 	if (!job->since) {

@@ -80,6 +80,7 @@ struct cbt {
 	uint32_t bs;
 	uint64_t nblocks;
 	uint64_t cap_blocks; /* the most it may grow to while mounted */
+	uint64_t load_from; /* cbt_create: the first word to load */
 	struct map_header *map; /* cbt.map, MAP_SHARED */
 	size_t map_len; /* of the file, for nblocks */
 	size_t map_cap; /* of the mapping: for the largest image it may grow
@@ -116,7 +117,7 @@ static int load_word(void *arg, uint64_t word, uint64_t bits)
 {
 	struct cbt *c = arg;
 
-	if (word < nwords(c))
+	if (word < nwords(c) && word >= c->load_from)
 		c->open_bits[word] |= bits & word_mask(c, word);
 	return 0;
 }
@@ -239,7 +240,13 @@ int cbt_create(struct cbt **out, struct store *s, uint64_t image_size,
 	if (clean || !same_boot || !valid || grown) {
 		if (clean || !valid)
 			memset(c->open_bits, 0, nwords(c) * 8);
+		/* after a kill -9 the map is exact as far as it went: only
+		 * the new blocks come from the store (the old ones' words
+		 * there may be whole intents) */
+		if (grown && same_boot && !clean)
+			c->load_from = c->map->nblocks / 64;
 		r = store_for_each_cbt_word(s, c->open_gen, load_word, c);
+		c->load_from = 0;
 	}
 	map_stamp(c, c->open_gen);
 	if (!r)
@@ -369,9 +376,14 @@ int cbt_grow_prepare(struct cbt *c, uint64_t old_size, uint64_t new_size)
 		close(fd);
 	if (!r && !c->open_widened) {
 		r = ones_words(first_grown(c, old_size), nb, &w, &n, range);
-		/* the boundary word keeps the bits it has */
+		/* the boundary word keeps what the store says of its old
+		 * blocks: the map's bits, or ones where a write intent for
+		 * its region is recorded (later writes there rely on it) */
 		if (!r && range[0] < nwords(c))
-			w[0].bits |= c->open_bits[range[0]];
+			w[0].bits |= c->region[range[0] / CBT_REGION_WORDS] &
+						     REGION_INTENT
+					     ? word_mask(c, range[0])
+					     : c->open_bits[range[0]];
 		if (!r)
 			r = store_replace_cbt_words(c->s, c->open_gen, range, 1,
 						    w, n);
@@ -397,12 +409,12 @@ void cbt_grow_commit(struct cbt *c, uint64_t old_size, uint64_t new_size)
 
 uint64_t cbt_nblocks(const struct cbt *c)
 {
-	return c->nblocks;
+	return __atomic_load_n(&c->nblocks, __ATOMIC_ACQUIRE);
 }
 
 uint64_t cbt_bitmap_bytes(const struct cbt *c)
 {
-	return (c->nblocks + 7) / 8;
+	return (cbt_nblocks(c) + 7) / 8;
 }
 
 uint32_t cbt_block_size(const struct cbt *c)
@@ -590,19 +602,20 @@ static int render_word(void *arg, uint64_t word, uint64_t bits)
 	return 0;
 }
 
-/* Sets every valid block's bit. */
-static void fill_ones(const struct cbt *c, uint8_t *bytes)
+/* Sets every bit of nblocks blocks. */
+static void fill_ones(uint8_t *bytes, uint64_t nblocks)
 {
-	uint64_t nb = cbt_bitmap_bytes(c);
+	uint64_t nb = (nblocks + 7) / 8;
 
 	memset(bytes, 0xff, nb);
-	if (c->nblocks % 8)
-		bytes[nb - 1] = (uint8_t)((1u << (c->nblocks % 8)) - 1);
+	if (nblocks % 8)
+		bytes[nb - 1] = (uint8_t)((1u << (nblocks % 8)) - 1);
 }
 
 int cbt_render(struct cbt *c, uint64_t gen, uint8_t **out)
 {
-	uint64_t nb = cbt_bitmap_bytes(c);
+	/* one size for the whole render: a resize may grow it meanwhile */
+	uint64_t nblocks = cbt_nblocks(c), nb = (nblocks + 7) / 8;
 	uint8_t *bytes = calloc(nb ? nb : 1, 1);
 	bool widened = false;
 	ssize_t n;
@@ -618,7 +631,7 @@ int cbt_render(struct cbt *c, uint64_t gen, uint8_t **out)
 	memset(bytes, 0, nb);
 	r = gen_state(c, gen, &widened);
 	if (!r && widened) {
-		fill_ones(c, bytes);
+		fill_ones(bytes, nblocks);
 	} else if (!r) {
 		void *arg[2] = { bytes, &nb };
 

@@ -217,6 +217,28 @@ void cow_grow_commit(struct cow *c, uint64_t new_size)
 	__atomic_store_n(&c->size, new_size, __ATOMIC_RELEASE);
 }
 
+/* Sets newest and the chunks it has (its size is in the store's row;
+ * when that cannot be read, every chunk: more copies, never fewer). */
+static void set_newest(struct cow *c, int64_t seq)
+{
+	struct store_snapshot *v;
+	size_t n;
+
+	c->newest = seq;
+	c->newest_chunks = UINT64_MAX;
+	if (!seq)
+		return;
+	if (store_list_snapshots(c->s, &v, &n)) {
+		log_warn("cow: the newest snapshot's size is unknown: every "
+			 "chunk is preserved for it");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i].seq == seq)
+			c->newest_chunks = (v[i].size + c->cs - 1) / c->cs;
+	free(v);
+}
+
 int cow_create(struct cow **out, struct backing *b, struct store *s,
 	       struct uring_engine *io, struct cbt *cbt, int64_t newest_seq)
 {
@@ -233,7 +255,7 @@ int cow_create(struct cow **out, struct backing *b, struct store *s,
 	c->size = b->size;
 	c->cs = store_info(s)->chunk_size;
 	c->nchunks = (c->size + c->cs - 1) / c->cs;
-	c->newest = newest_seq;
+	set_newest(c, newest_seq);
 	c->cap_chunks = (BACKING_MAX_GROWN + c->cs - 1) / c->cs;
 	if (c->cap_chunks < c->nchunks)
 		c->cap_chunks = c->nchunks;
@@ -888,7 +910,7 @@ int cow_set_newest(struct cow *c, int64_t newest_seq)
 {
 	int64_t old = c->newest;
 
-	c->newest = newest_seq;
+	set_newest(c, newest_seq);
 	if (newest_seq > old) {
 		/* nothing is fresh for a new snapshot: the bits are known */
 		fresh_reset(c);

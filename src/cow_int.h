@@ -45,6 +45,8 @@ struct cow {
 	uint64_t *preserved;
 	struct chunkset promised; /* chunks promised a store slot */
 	int64_t newest; /* changes only with instant held exclusive */
+	uint64_t newest_chunks; /* the newest snapshot's size, in chunks (as
+				   newest) */
 	int (*make_room)(void *arg); /* on_full=drop-oldest, else NULL */
 	void *make_room_arg;
 	pthread_mutex_t room_lock; /* one make_room at a time */
@@ -71,11 +73,15 @@ static inline void bit_set(uint64_t *m, uint64_t i)
 	__atomic_fetch_or(&m[i / 64], 1ull << (i % 64), __ATOMIC_RELEASE);
 }
 
-/* Whether chunk i has a copy at or after the newest snapshot. */
+/* Whether chunk i has a copy at or after the newest snapshot, or needs
+ * none: past the newest snapshot's size (the image grew since), no
+ * snapshot reads it. */
 static inline bool fresh_test(struct cow *c, uint64_t i)
 {
 	uint64_t e = __atomic_load_n(&c->epoch, __ATOMIC_RELAXED);
 
+	if (i >= c->newest_chunks)
+		return true;
 	if (__atomic_load_n(&c->fresh_epoch[i / FRESH_PAGE_BITS],
 			    __ATOMIC_ACQUIRE) != e)
 		return false;

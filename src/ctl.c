@@ -128,9 +128,10 @@ static int cmd_delete(struct daemon *d, char **args, int nargs, FILE *out,
 
 /* Prints the byte extents whose blocks are set in bits, OFFSET LENGTH a
  * line (the client makes --json of them, with what it reads). */
-static void print_extents(struct daemon *d, const uint8_t *bits, FILE *out)
+static void print_extents(struct daemon *d, const uint8_t *bits, uint64_t size,
+			  FILE *out)
 {
-	uint64_t nblocks = cbt_nblocks(d->cbt), bs = cbt_block_size(d->cbt);
+	uint64_t bs = cbt_block_size(d->cbt), nblocks = (size + bs - 1) / bs;
 	uint64_t i = 0;
 
 	while (i < nblocks) {
@@ -145,8 +146,7 @@ static void print_extents(struct daemon *d, const uint8_t *bits, FILE *out)
 		while (i < nblocks && (bits[i / 8] >> (i % 8) & 1))
 			i++;
 		off = start * bs;
-		len = i * bs > d->backing.size ? d->backing.size - off
-					       : (i - start) * bs;
+		len = i * bs > size ? size - off : (i - start) * bs;
 		fprintf(out, "%" PRIu64 " %" PRIu64 "\n", off, len);
 	}
 }
@@ -158,6 +158,7 @@ static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
 {
 	struct snapshot from, to;
 	uint64_t last, nbytes = cbt_bitmap_bytes(d->cbt);
+	uint64_t size = __atomic_load_n(&d->backing.size, __ATOMIC_ACQUIRE);
 	uint8_t *acc, *one;
 	int r;
 
@@ -184,6 +185,7 @@ static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
 			return -EINVAL;
 		}
 		last = to.generation;
+		size = to.size; /* what live.img became since is not in it */
 	}
 	acc = calloc(nbytes ? nbytes : 1, 1);
 	if (!acc)
@@ -205,7 +207,7 @@ static int cmd_changed(struct daemon *d, char **args, int nargs, FILE *out,
 		free(one);
 	}
 	fputs("ok\n", out);
-	print_extents(d, acc, out);
+	print_extents(d, acc, size, out);
 	free(acc);
 	return 0;
 }

@@ -79,6 +79,7 @@
 struct bitmap_handle {
 	uint64_t gen;
 	uint8_t *bytes; /* NULL until rendered */
+	uint64_t len; /* bytes rendered */
 	pthread_mutex_t lock;
 };
 
@@ -454,15 +455,19 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 static ssize_t read_bitmap(struct daemon *d, struct bitmap_handle *h, void *buf,
 			   size_t size, uint64_t off)
 {
-	uint64_t len = cbt_bitmap_bytes(d->cbt);
 	ssize_t n = cbt_read_open(d->cbt, h->gen, buf, size, off);
+	uint64_t len = cbt_bitmap_bytes(d->cbt), have;
 	int r = 0;
 
 	if (n != -ESTALE)
 		return n;
 	pthread_mutex_lock(&h->lock);
-	if (!h->bytes)
+	if (!h->bytes) {
+		/* taken first: a render during a resize is no shorter */
+		h->len = cbt_bitmap_bytes(d->cbt);
 		r = cbt_render(d->cbt, h->gen, &h->bytes);
+	}
+	have = h->len;
 	pthread_mutex_unlock(&h->lock);
 	if (r)
 		return r;
@@ -470,7 +475,11 @@ static ssize_t read_bitmap(struct daemon *d, struct bitmap_handle *h, void *buf,
 		return 0;
 	if (size > len - off)
 		size = (size_t)(len - off);
-	memcpy(buf, h->bytes + off, size);
+	/* rendered before the image grew: the new blocks were not part of
+	 * this closed generation, so they read as zeros */
+	n = off < have ? (ssize_t)(have - off < size ? have - off : size) : 0;
+	memcpy(buf, h->bytes + off, (size_t)n);
+	memset((char *)buf + n, 0, size - (size_t)n);
 	return (ssize_t)size;
 }
 

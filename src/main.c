@@ -265,10 +265,12 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 		r = recovery_at_mount(d);
 	}
 	/* A revert a crash interrupted is finished before anyone reads
-	 * live.img; one that cannot be is an event, not a refused mount. */
-	if (!r && revert_resume(d))
-		log_error("main: an interrupted revert could not be finished "
-			  "(see snapfsctl status)");
+	 * live.img; one that fails again is an event, not a refused mount. */
+	if (!r) {
+		r = revert_resume(d, err, err_len);
+		if (r)
+			return r;
+	}
 	if (r) {
 		snprintf(err, err_len, "store %s: cannot load: %s",
 			 d->store_path, strerror(-r));

@@ -9,15 +9,15 @@
  * snapshots hold past its end.  Sizes are whole chunks, so that no chunk
  * a snapshot preserved changes length.
  *
- * The steps, with the chain quiesced (no write in flight or starting):
+ * First a block device's new range is zeroed (nothing uses it yet).  Then
+ * the steps, with the chain quiesced (no write in flight or starting):
  *   1. the tables that grow with the image get their room (nothing seen
  *      changes): the chain's per-chunk bits (cow_grow_prepare) and
  *      cbt.map, where the open generation's record in the store gets the
  *      new blocks as changed (cbt_grow_prepare, durable);
  *   2. the store records the new size, still accepting the old one
  *      (store_resize);
- *   3. the backing grows (a file is extended and synced; a block device
- *      must be that large already);
+ *   3. a file backing grows (extended and synced);
  *   4. the tables take the new size (cbt_grow_commit, cow_grow_commit) and
  *      so does the backing's record, which new snapshots take theirs from;
  *   5. once writes flow again, the store forgets the old size
@@ -82,6 +82,9 @@ int resize_run(struct daemon *d, uint64_t new_size, char *msg, size_t msg_len)
 	int r = check_size(d, new_size, msg, msg_len);
 
 	if (r || new_size == old)
+		return r;
+	r = backing_grow_prepare(&d->backing, new_size, msg, msg_len);
+	if (r)
 		return r;
 	cow_quiesce(d->cow);
 	r = cow_grow_prepare(d->cow, new_size);

@@ -50,18 +50,52 @@
 #define REVERT_IO (1u << 20) /* bytes a read and a write move at most */
 #define JOURNAL "revert_to"
 
-static bool all_zero(const void *buf, size_t len)
+static bool all_zero(const unsigned char *p, size_t len)
 {
-	const uint64_t *w = buf;
+	return !len || (!p[0] && !memcmp(p, p + 1, len - 1));
+}
 
-	for (size_t i = 0; i < len / sizeof(*w); i++)
-		if (w[i])
-			return false;
-	return true;
+/*
+ * Puts snapshot bytes buf, read for [off, off+len), into live.img: runs
+ * of chunks the snapshot reads as zeros are punched (a sparse image stays
+ * sparse), the others written.  0 or -errno.
+ */
+static int put_back(struct daemon *d, const unsigned char *buf, size_t len,
+		    uint64_t off, uint64_t cs)
+{
+	size_t at = 0;
+
+	while (at < len) {
+		size_t end = at, piece;
+		bool zero = all_zero(buf + at, len - at < cs ? len - at : cs);
+		ssize_t w;
+
+		do { /* the run of chunks that are all zero, or all not */
+			piece = len - end < cs ? len - end : (size_t)cs;
+			end += piece;
+		} while (end < len &&
+			 all_zero(buf + end, len - end < cs ? len - end : cs) ==
+				 zero);
+		if (zero) {
+			w = cow_discard(d->cow, off + at, end - at, false);
+			if (!w)
+				w = (ssize_t)(end - at);
+		} else {
+			w = cow_write_live(d->cow, buf + at, end - at,
+					   off + at);
+		}
+		if (w >= 0 && (size_t)w != end - at)
+			w = -EIO;
+		if (w < 0)
+			return (int)w;
+		at = end;
+	}
+	return 0;
 }
 
 /* Copies snapshot snap's bytes over live.img where they differ; *copied
- * gets the bytes copied.  0 or -errno. */
+ * gets the bytes copied.  Queued writes must be written already (their
+ * copies recorded).  0 or -errno. */
 static int copy_back(struct daemon *d, const struct snapshot *snap,
 		     revert_progress_fn *fn, void *arg, uint64_t *copied)
 {
@@ -73,10 +107,7 @@ static int copy_back(struct daemon *d, const struct snapshot *snap,
 	int r;
 
 	*copied = 0;
-	/* queued writes have their copies recorded first */
-	r = cow_flush(d->cow);
-	if (!r)
-		r = store_copied_since(d->store, snap->seq, &ext, &n);
+	r = store_copied_since(d->store, snap->seq, &ext, &n);
 	if (!r && posix_memalign(&buf, 4096, REVERT_IO))
 		r = -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -106,17 +137,9 @@ static int copy_back(struct daemon *d, const struct snapshot *snap,
 						off);
 			if (got >= 0 && (size_t)got != len)
 				got = -EIO;
-			/* holes where the snapshot reads zeros: a sparse
-			 * image stays sparse */
-			if (got >= 0 && all_zero(buf, len))
-				got = cow_discard(d->cow, off, len, false)
-					      ?: got;
-			else if (got >= 0)
-				got = cow_write_live(d->cow, buf, len, off);
-			if (got >= 0 && (size_t)got != len)
-				got = -EIO;
-			if (got < 0)
-				r = (int)got;
+			r = got < 0 ? (int)got : put_back(d, buf, len, off, cs);
+			if (r)
+				break;
 			off += len;
 			done += len;
 			if (fn && (done - last_told >= 64 * REVERT_IO ||
@@ -126,9 +149,10 @@ static int copy_back(struct daemon *d, const struct snapshot *snap,
 			}
 		}
 	}
-	/* the range the snapshot never had, when the image grew after it */
+	/* the range the snapshot never had, when the image grew after it:
+	 * punched, so it takes no space */
 	if (!r && snap->size < size)
-		r = cow_discard(d->cow, snap->size, size - snap->size, true);
+		r = cow_discard(d->cow, snap->size, size - snap->size, false);
 	if (!r)
 		r = cow_flush(d->cow);
 	free(buf);
@@ -137,8 +161,8 @@ static int copy_back(struct daemon *d, const struct snapshot *snap,
 	return r;
 }
 
-/* Clears the record of a revert; logged when it cannot be. */
-static void journal_clear(struct daemon *d)
+/* Clears the record of a revert.  0 or -errno (logged). */
+static int journal_clear(struct daemon *d)
 {
 	int r = store_set_meta(d->store, JOURNAL, "");
 
@@ -146,15 +170,17 @@ static void journal_clear(struct daemon *d)
 		log_error("revert: cannot clear the store's record of the "
 			  "revert: %s",
 			  strerror(-r));
+	return r;
 }
 
 int revert_run(struct daemon *d, const char *uuid, revert_progress_fn *fn,
 	       void *arg, char *msg, size_t msg_len)
 {
 	struct snapshot snap;
-	uint64_t copied;
+	uint64_t copied = 0;
 	char rec[64], mark[48];
-	int r;
+	bool keep_claim = false;
+	int r, e;
 
 	if (d->opts.ro) {
 		snprintf(msg, msg_len, "live.img is mounted read-only");
@@ -173,6 +199,16 @@ int revert_run(struct daemon *d, const char *uuid, revert_progress_fn *fn,
 		snapshots_unpin(d->snaps, snap.seq);
 		return r;
 	}
+	/* What writers queued before is written first, so that its copies
+	 * are in the index; an error of theirs is theirs: nothing moves. */
+	r = cow_flush(d->cow);
+	if (r) {
+		snprintf(msg, msg_len,
+			 "a write queued before the revert failed (%s; see "
+			 "the log): nothing reverted",
+			 strerror(-r));
+		goto out;
+	}
 	snprintf(rec, sizeof(rec), "%" PRId64 " %s", snap.seq, snap.uuid);
 	r = store_set_meta(d->store, JOURNAL, rec);
 	if (r) {
@@ -185,12 +221,24 @@ int revert_run(struct daemon *d, const char *uuid, revert_progress_fn *fn,
 	iolog_mark(mark);
 	log_info("revert: live.img to snapshot %s", snap.uuid);
 	r = copy_back(d, &snap, fn, arg, &copied);
-	journal_clear(d);
-	if (r) {
+	e = journal_clear(d);
+	if (e) {
+		/* Left recorded, the next mount copies the snapshot again,
+		 * over whatever was written meanwhile: nothing may be. */
+		keep_claim = true;
+		snprintf(msg, msg_len,
+			 "revert to %s: the store cannot clear its record of "
+			 "it (%s): live.img stays closed until snapfs "
+			 "restarts, which finishes the revert",
+			 snap.uuid, strerror(-e));
+		r = r ? r : e;
+	} else if (r) {
 		snprintf(msg, msg_len,
 			 "revert to %s stopped after %" PRIu64
 			 " bytes: %s; live.img is part reverted",
 			 snap.uuid, copied, strerror(-r));
+	}
+	if (r) {
 		store_add_event(d->store, "revert", "%s", msg);
 		goto out;
 	}
@@ -203,13 +251,14 @@ int revert_run(struct daemon *d, const char *uuid, revert_progress_fn *fn,
 out:
 	if (d->fs) {
 		fs_live_changed(d->fs);
-		fs_live_unclaim(d->fs);
+		if (!keep_claim)
+			fs_live_unclaim(d->fs);
 	}
 	snapshots_unpin(d->snaps, snap.seq);
 	return r;
 }
 
-int revert_resume(struct daemon *d)
+int revert_resume(struct daemon *d, char *err, size_t err_len)
 {
 	char rec[64] = "", uuid[37] = "";
 	struct snapshot snap;
@@ -220,8 +269,13 @@ int revert_resume(struct daemon *d)
 	r = store_get_meta(d->store, JOURNAL, rec, sizeof(rec));
 	if (r == -ENOENT || (!r && !rec[0]))
 		return 0;
-	if (r)
+	if (r) {
+		snprintf(err, err_len,
+			 "cannot read the store's record of a "
+			 "revert: %s",
+			 strerror(-r));
 		return r;
+	}
 	if (sscanf(rec, "%lld %36s", &seq, uuid) != 2 ||
 	    snapshots_pin(d->snaps, uuid, &snap)) {
 		/* cannot happen: the snapshot was pinned when recorded */
@@ -230,17 +284,33 @@ int revert_resume(struct daemon *d)
 				"finished: no such snapshot; live.img may be "
 				"part reverted",
 				uuid[0] ? uuid : rec);
-		journal_clear(d);
-		return -ENOENT;
+		r = journal_clear(d);
+		if (r)
+			snprintf(err, err_len,
+				 "cannot clear the store's "
+				 "record of a revert: %s",
+				 strerror(-r));
+		return r;
+	}
+	if (d->opts.ro) {
+		/* live.img is part reverted: not to be served as it is */
+		snprintf(err, err_len,
+			 "a revert to %s was interrupted: mount read-write "
+			 "once to finish it",
+			 uuid);
+		snapshots_unpin(d->snaps, snap.seq);
+		return -EROFS;
 	}
 	log_info("revert: finishing the revert to %s an earlier run began",
 		 uuid);
-	r = copy_back(d, &snap, NULL, NULL, &copied);
+	r = cow_flush(d->cow);
+	if (!r)
+		r = copy_back(d, &snap, NULL, NULL, &copied);
 	if (r) {
 		store_add_event(d->store, "revert",
 				"an interrupted revert to %s stopped again "
 				"after %" PRIu64 " bytes: %s; live.img is part "
-				"reverted",
+				"reverted (run the revert again)",
 				uuid, copied, strerror(-r));
 	} else {
 		char mark[48];
@@ -253,7 +323,11 @@ int revert_resume(struct daemon *d)
 				" bytes copied",
 				uuid, copied);
 	}
-	journal_clear(d);
 	snapshots_unpin(d->snaps, snap.seq);
+	r = journal_clear(d);
+	if (r)
+		snprintf(err, err_len,
+			 "cannot clear the store's record of a revert: %s",
+			 strerror(-r));
 	return r;
 }

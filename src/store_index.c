@@ -406,26 +406,47 @@ int store_get_meta(struct store *s, const char *key, char *buf, size_t len)
 	return r;
 }
 
+/*
+ * Under durability=process the index's commits are synced at checkpoints
+ * only; the few that order themselves before changes of the backing (a
+ * revert's record, an image size) are synced whatever the durability:
+ * on sets db's synchronous to FULL for them, off puts it back.  db_lock
+ * held.
+ */
+static void sync_commits(struct store *s, bool on)
+{
+	if (s->durability != DURABILITY_FULL)
+		index_exec(s->db, on ? "PRAGMA synchronous=FULL"
+				     : "PRAGMA synchronous=NORMAL");
+}
+
 int store_set_meta(struct store *s, const char *key, const char *value)
 {
 	int r;
 
 	pthread_mutex_lock(&s->db_lock);
+	sync_commits(s, true);
 	r = index_meta_set(s->db, key, value);
+	sync_commits(s, false);
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }
 
-/* Sets image_size and resize_from in one transaction; db_lock held. */
+/* Sets image_size and resize_from in one durable transaction; db_lock
+ * held. */
 static int set_size(struct store *s, uint64_t size, const char *from)
 {
-	int r = index_tx_begin(s->db);
+	int r;
 
+	sync_commits(s, true);
+	r = index_tx_begin(s->db);
 	if (!r)
 		r = index_meta_set_u64(s->db, "image_size", size);
 	if (!r)
 		r = index_meta_set(s->db, "resize_from", from);
-	return index_tx_end(s->db, r, "index.commit");
+	r = index_tx_end(s->db, r, "index.commit");
+	sync_commits(s, false);
+	return r;
 }
 
 int store_resize(struct store *s, uint64_t new_size)

@@ -12,8 +12,9 @@
 
 /* The largest size an image may grow to while mounted (snapfsctl resize):
  * what the per-block tables reserve address space for at mount.  An
- * image mounted larger than this cannot grow. */
-#define BACKING_MAX_GROWN (1ull << 47) /* 128 TiB */
+ * image mounted larger than this cannot grow; nor can any on a 32-bit
+ * system, whose address space has no room for the reservation. */
+#define BACKING_MAX_GROWN (sizeof(void *) >= 8 ? 1ull << 47 : 0) /* 128 TiB */
 
 struct backing {
 	int fd;
@@ -33,11 +34,15 @@ int backing_open(struct backing *b, const char *path, bool ro, char *err,
 		 size_t err_len);
 
 /*
- * Makes the image new_size bytes (larger than now): a regular file is
- * extended and the new length synced; a block device must be that large
- * already.  b->size is not changed (the caller does, once every table
- * has grown).  0 or -errno with one line in err.
+ * Makes the image new_size bytes (larger than now), in two steps: prepare
+ * checks that a block device is that large already and zeroes its new
+ * range (which nothing uses yet; a file needs nothing); grow extends a
+ * regular file and syncs its new length.  b->size is not changed (the
+ * caller does, once every table has grown).  0 or -errno with one line
+ * in err.
  */
+int backing_grow_prepare(struct backing *b, uint64_t new_size, char *err,
+			 size_t err_len);
 int backing_grow(struct backing *b, uint64_t new_size, char *err,
 		 size_t err_len);
 

@@ -23,14 +23,21 @@ typedef void revert_progress_fn(void *arg, uint64_t done, uint64_t total);
  * store before the first byte moves, so a crash leaves it to
  * revert_resume.  0 or -errno with one line in msg (-ENOENT: no such
  * snapshot; -EROFS: a read-only mount; an I/O error or a full store part
- * way leaves live.img part reverted, and says so).  Control thread.
+ * way leaves live.img part reverted, and says so; when the record cannot
+ * be cleared live.img stays closed until a restart finishes the revert).
+ * Control thread.
  */
 int revert_run(struct daemon *d, const char *uuid, revert_progress_fn *fn,
 	       void *arg, char *msg, size_t msg_len);
 
-/* Finishes the revert a crash interrupted, at mount, before requests
- * are served; records a `revert` event either way.  0 or -errno (the
- * mount goes on: the event says what is left). */
-int revert_resume(struct daemon *d);
+/*
+ * Finishes the revert a crash interrupted, at mount, before requests are
+ * served, and records a `revert` event (also when it fails again: the
+ * event says live.img is part reverted, and the record is cleared).  0,
+ * or -errno with one line in err when the mount must not go on: on a
+ * read-only mount (-EROFS: live.img is part reverted), or when the
+ * record cannot be read or cleared.
+ */
+int revert_resume(struct daemon *d, char *err, size_t err_len);
 
 #endif

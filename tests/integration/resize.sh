@@ -32,7 +32,14 @@ grep -q "shrinking is refused" <("$SNAPFSCTL" resize "$MNT" 8M 2>&1) ||
 [ "$(stat -c %s "$L")" = $((16 << 20)) ] || fail "a refused resize changed the size"
 cmp -s "$L" "$WORK/before" || fail "a refused resize changed live.img"
 
+# a closed bitmap open (and read) across the growth: its length stays
+exec 8<"$MNT/cbt/1.bitmap"
+head -c 1 <&8 >/dev/null
+"$SNAPFSCTL" backup "$MNT" "$A" "$WORK/backup" --no-progress || fail "backup of $A"
 "$SNAPFSCTL" resize "$MNT" 40M || fail "resize to 40M"
+python3 -c 'import os, sys; b = os.pread(8, 1 << 20, 0); sys.exit(len(b) != 80 or any(b[32:]))' ||
+	fail "a bitmap open across the growth does not read as one of the new size"
+exec 8<&-
 [ "$(stat -c %s "$L")" = $((40 << 20)) ] || fail "live.img is not 40 MiB"
 [ "$(stat -c %s "$IMG")" = $((40 << 20)) ] || fail "the backing file was not extended"
 [ "$(stat -c %s "$MNT/snapshots/$A.img")" = $((16 << 20)) ] ||
@@ -67,6 +74,10 @@ dd if=/dev/urandom of="$L" bs=1M seek=30 count=2 conv=notrunc status=none
 B=$(snap "$MNT")
 SUM_B=$(sum "$MNT/snapshots/$B.img")
 [ "$(stat -c %s "$MNT/snapshots/$B.img")" = $((40 << 20)) ] || fail "a new snapshot is not of the new size"
+# an incremental backup across the growth extends its copy
+"$SNAPFSCTL" backup "$MNT" "$B" "$WORK/backup" --since "$A" --no-progress ||
+	fail "backup --since across the growth"
+cmp -s "$WORK/backup" "$MNT/snapshots/$B.img" || fail "the backup is not $B"
 stop_snapfs "$MNT"
 start_snapfs "$IMG" "$MNT"
 [ "$(stat -c %s "$L")" = $((40 << 20)) ] || fail "the remount lost the size"
@@ -111,10 +122,22 @@ STORE=$WORK/devstore
 start_snapfs "$DEV" "$MNT" -o store="$STORE"
 "$SNAPFSCTL" resize "$MNT" 32M 2>"$WORK/err" && fail "a block device grew past its size"
 grep -q "grow it first" "$WORK/err" || fail "block device: said $(cat "$WORK/err")"
-truncate -s 32M "$IMG"
+S=$(snap "$MNT")
+# the device's new range holds old bytes (another volume's, say)
+head -c 16M /dev/urandom >>"$IMG"
 losetup -c "$DEV"
 "$SNAPFSCTL" resize "$MNT" 32M || fail "resize of the grown block device"
 [ "$(stat -c %s "$L")" = $((32 << 20)) ] || fail "live.img on the device is not 32 MiB"
+[ "$(tail -c 16M "$L" | tr -d '\0' | wc -c)" = 0 ] ||
+	fail "the device's new range shows what it held"
+# writes there cost the older snapshot nothing: it never had the range
+diff_bytes() {
+	"$SNAPFSCTL" list "$MNT" --json |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["diff_bytes"])'
+}
+before=$(diff_bytes)
+dd if=/dev/urandom of="$L" bs=1M seek=20 count=4 conv=notrunc,fsync status=none
+[ "$(diff_bytes)" = "$before" ] || fail "writes past $S's size were preserved for it"
 stop_snapfs "$MNT"
 start_snapfs "$DEV" "$MNT" -o store="$STORE"
 stop_snapfs "$MNT"
@@ -129,9 +152,19 @@ if "$SNAPFS" --version | grep -q "fault injection"; then
 	"$SNAPFSCTL" resize "$MNT" 32M 2>/dev/null && fail "resize succeeded through an I/O error"
 	[ "$(stat -c %s "$L")" = $((16 << 20)) ] || fail "a failed resize changed live.img's size"
 	[ "$(stat -c %s "$IMG")" = $((16 << 20)) ] || fail "a failed resize left the file longer"
+	# changes up to a snapshot end at its size, whatever came later
+	dd if=/dev/urandom of="$L" bs=1M seek=15 count=1 conv=notrunc status=none
+	B=$(snap "$MNT")
+	"$SNAPFSCTL" resize "$MNT" 32M || fail "resize after the failed one"
+	"$SNAPFSCTL" changed "$MNT" --from "$S" --to "$B" |
+		awk -v s=$((16 << 20)) '$1 + $2 > s { exit 1 }' ||
+		fail "changed --to a snapshot reaches past its size"
 	stop_snapfs "$MNT"
+	truncate -s 16M "$IMG"
+	rm -rf "$IMG.snapfs"
 	# killed after the store took the new size, before the file did
 	SNAPFS_FAULT=backing.grow:1:KILL start_snapfs "$IMG" "$MNT"
+	S=$(snap "$MNT")
 	"$SNAPFSCTL" resize "$MNT" 32M 2>/dev/null && fail "the daemon survived its kill"
 	kill9_snapfs "$MNT"
 	start_snapfs "$IMG" "$MNT"

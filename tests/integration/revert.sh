@@ -134,4 +134,15 @@ note "revert of 2048 scattered 4 KiB blocks on a 1 TiB image: $(((t1 - t0) / 100
 	fail "the revert on 1 TiB did not copy exactly the 8 MiB that changed"
 [ "$(du -k "$IMG" | cut -f1)" -lt 65536 ] || fail "the revert filled the sparse image"
 stop_snapfs "$MNT"
+
+# an image whose size is not a multiple of 8: its last bytes are data
+rm -rf "$IMG" "$IMG.snapfs"
+make_image "$IMG" 1000001
+printf '\253' | dd of="$IMG" bs=1 seek=1000000 conv=notrunc status=none
+start_snapfs "$IMG" "$MNT"
+S=$(snap "$MNT")
+head -c 400 /dev/urandom | dd of="$L" bs=1 seek=999500 conv=notrunc status=none
+"$SNAPFSCTL" revert "$MNT" "$S" --no-progress || fail "revert of the odd-sized image"
+cmp -s "$L" "$MNT/snapshots/$S.img" || fail "the odd-sized image is not $S after the revert"
+stop_snapfs "$MNT"
 echo "revert: ok"

@@ -5,7 +5,8 @@
 # the bitmaps cover every block the revert changed, and status says the
 # mount finished it.  Every crash point of one revert, from the same
 # starting state each time; at every third one the finishing mount is
-# killed too, and the mount after it finishes the job.
+# killed too, and the mount after it finishes the job; a read-only mount
+# refuses to serve the half-reverted image.
 . "$TESTLIB"
 "$SNAPFS" --version | grep -q "fault injection" ||
 	{ echo "SKIP: snapfs built without --enable-fault-injection"; exit 77; }
@@ -63,6 +64,12 @@ for ((point = 1; ; point++)); do
 	fi
 	kill9_snapfs "$MNT"
 	"$SNAPFSCTL" check "$STORE" >/dev/null || fail "point $point: store check"
+	if ((point == 1)); then # read-only, it is not served half done
+		"$SNAPFS" -f -o ro,store="$STORE" "$IMG" "$MNT" 2>"$WORK/err" &&
+			fail "a read-only mount served a half-reverted live.img"
+		grep -q "mount read-write once to finish it" "$WORK/err" ||
+			fail "read-only mount: said $(cat "$WORK/err")"
+	fi
 	if ((point % 3 == 0)); then # the finishing mount dies too
 		SNAPFS_FAULT=revert.copy:2:KILL "$SNAPFS" -f -o store="$STORE" \
 			"$IMG" "$MNT" 2>>"$WORK/daemon.log" &&

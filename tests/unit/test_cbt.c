@@ -357,3 +357,25 @@ Test(cbt, a_growth_that_never_reached_the_file_leaves_the_old_size)
 	}
 	cr_assert_eq(truncate(ch.img, 3000 * BS), 0);
 }
+
+Test(cbt, a_growth_keeps_the_write_intent_of_the_word_it_shares)
+{
+	char *s;
+
+	/* block 2999 ends the image in the middle of word 46; a write
+	 * there records its region's intent, which later writes in the
+	 * region rely on instead of recording their own */
+	chain_init(&ch, 3000 * BS, 65536, DURABILITY_FULL);
+	mark(2950 * BS, 1);
+	grow(3000, 4000, true, true);
+	mark(2960 * BS, 1);
+	chain_stop(&ch, false);
+	lose_map();
+	ch.power_loss = true;
+	chain_start(&ch);
+	s = bits_of(1, 4000);
+	cr_assert_eq(s[2950], '1');
+	cr_assert_eq(s[2960], '1', "a write after the growth was lost");
+	cr_assert_eq(s[3500], '1');
+	free(s);
+}
