@@ -613,10 +613,16 @@ static int cmd_create(struct create_mount *m, int n, const char **freeze,
 				break;
 			}
 	}
-	for (i = 0; i < n && !r; i++)
-		if (fsync(m[i].live_fd) < 0)
+	/* Flushed, live.img is closed: a group holds no file of a mount
+	 * open while it holds the mount's writes. */
+	for (i = 0; i < n; i++) {
+		if (!r && fsync(m[i].live_fd) < 0)
 			r = fail("%s/live.img: flush: %s", m[i].mnt,
 				 strerror(errno));
+		if (m[i].live_fd >= 0)
+			close(m[i].live_fd);
+		m[i].live_fd = -1;
+	}
 	if (!r && n == 1) {
 		r = request(m[0].mnt, "create", &uuid);
 		if (!r && uuid)
@@ -635,9 +641,6 @@ static int cmd_create(struct create_mount *m, int n, const char **freeze,
 		if (ffd[i] >= 0)
 			close(ffd[i]);
 	free(ffd);
-	for (i = 0; i < n; i++)
-		if (m[i].live_fd >= 0)
-			close(m[i].live_fd);
 	if (r)
 		return r;
 	for (i = 0; i < n; i++)
