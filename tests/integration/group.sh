@@ -160,8 +160,7 @@ register_pid $DD
 sleep 0.3
 kill -0 $DD 2>/dev/null || fail "a write went through while a group held the mount"
 t0=$(date +%s%N)
-kill -9 $CL
-wait $CL 2>/dev/null || true
+{ kill -9 $CL && wait $CL; } 2>/dev/null || true
 wait $DD || fail "the held write failed"
 t=$(ms_since "$t0")
 ((t < 5000)) || fail "writes held $t ms after the client died (the timeout is 10 s)"
