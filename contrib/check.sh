@@ -58,9 +58,9 @@ mkdir -p build-tsan
 	LDFLAGS="-fsanitize=thread" && make -j"$(nproc)" >/dev/null)
 TSAN_TESTS="tests/integration/consistency.sh tests/integration/fio_verify.sh
 tests/integration/torture_short.sh tests/integration/store_full.sh
-tests/integration/many_snapshots.sh"
+tests/integration/many_snapshots.sh tests/integration/group.sh"
 rc=0
-# the consistency test runs its full minute here.  detect_deadlocks=0:
+# the consistency and group tests run their full minute here.  detect_deadlocks=0:
 # a batch of 4 KiB chunks holds up to 512 stripe locks (taken in
 # ascending order, cow.c), and TSan's deadlock detector stops the
 # process at 64 held locks; races are still reported.

@@ -11,16 +11,35 @@
  * that mounted, the only ones who may write live.img; a read-only mount
  * refuses create.  The store directory is 0700 besides.
  *
+ * A group snapshot (snapfsctl create M1 M2 ...) keeps its connection
+ * instead (ctl.h): from "hold" to "commit" or "abort" this thread holds
+ * every write of the mount (snapshots_hold) and serves nothing else, so
+ * other requests wait for it, at most the group's timeout.  The client
+ * holds every mount before it takes any snapshot, and takes every one
+ * before it commits any, so the instants overlap.  A client that goes
+ * away, says anything out of order, or is silent until the timeout (from
+ * the hold) counts as abort: the snapshot taken is deleted, writes go
+ * on, and status shows a "group" event; nothing is left behind and
+ * writes are never held longer than the timeout.  A daemon that stops in
+ * between drops the snapshot at its next mount (snapshot.c).  What no
+ * daemon can close alone, without a coordinator's log: a client killed
+ * between its commit to one daemon and to the next leaves the committed
+ * snapshots (the others time out); snapfsctl writes its commits back to
+ * back to keep that window small.
+ *
  * The socket is bound through /proc/self/fd/DIRFD so that a store path of
  * any length works.  A stale socket from a killed daemon is replaced: the
  * store lock proves no other daemon owns it.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -37,12 +56,14 @@
 #include "snapfs/store.h"
 #include "snapfs/uuid.h"
 #include "fullio.h"
+#include "util_time.h"
 
 #define EVENTS_SHOWN 20
 
 struct ctl {
 	struct daemon *d;
 	int fd;
+	int stop_fd; /* an eventfd, readable once ctl_stop began */
 	pthread_t thread;
 };
 
@@ -429,6 +450,13 @@ static int split_words(char *line, char **words, int max)
 	return n;
 }
 
+/* Whether a peer with uid peer may control this mount: root or the user
+ * who mounted, the only ones who may write live.img. */
+static bool peer_may_control(uid_t peer)
+{
+	return peer == 0 || peer == getuid();
+}
+
 /* A revert's progress, as lines to the client while it runs. */
 static void revert_progress(void *arg, uint64_t done, uint64_t total)
 {
@@ -500,7 +528,7 @@ static int handle(struct daemon *d, uid_t peer, const char *line, int fd,
 		return -ENOMEM;
 	}
 	n = split_words(copy, words, 64);
-	if (peer != 0 && peer != getuid()) {
+	if (!peer_may_control(peer)) {
 		r = -EACCES;
 		snprintf(msg, sizeof(msg),
 			 "only root or the user who mounted may control this "
@@ -533,6 +561,13 @@ static int handle(struct daemon *d, uid_t peer, const char *line, int fd,
 		r = cmd_status(d, false, out);
 	} else if (!strcmp(words[0], "status-json") && n == 1) {
 		r = cmd_status(d, true, out);
+	} else if (!strcmp(words[0], "hold") || !strcmp(words[0], "take") ||
+		   !strcmp(words[0], "commit") || !strcmp(words[0], "abort")) {
+		r = -EINVAL;
+		snprintf(msg, sizeof(msg),
+			 "'%s' belongs to a group's connection, which begins "
+			 "with hold",
+			 words[0]);
 	} else {
 		r = -EINVAL;
 		snprintf(msg, sizeof(msg), "unknown request '%.64s'", words[0]);
@@ -558,7 +593,211 @@ int ctl_handle(struct daemon *d, uid_t peer, const char *line, char **reply,
 	return handle(d, peer, line, -1, reply, len);
 }
 
-/* Serves one connection: read a line, answer it, close. */
+/* One side of a group's conversation: lines in, by a deadline. */
+struct group_conn {
+	int fd;
+	int stop_fd;
+	char buf[128]; /* what came after the last line read */
+	size_t got;
+};
+
+/*
+ * Reads the next line of gc (its newline dropped) into line[0..len) by
+ * deadline (mono_ns).  0, -ETIMEDOUT, -ECONNRESET (the peer closed or
+ * failed), -ESHUTDOWN (the daemon stops) or -EPROTO (a line too long).
+ */
+static int group_read_line(struct group_conn *gc, int64_t deadline, char *line,
+			   size_t len)
+{
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = gc->fd, .events = POLLIN },
+					 { .fd = gc->stop_fd,
+					   .events = POLLIN } };
+		char *nl = memchr(gc->buf, '\n', gc->got);
+		int64_t left;
+		ssize_t n;
+
+		if (nl) {
+			size_t l = (size_t)(nl - gc->buf);
+
+			if (l >= len)
+				return -EPROTO;
+			memcpy(line, gc->buf, l);
+			line[l] = '\0';
+			gc->got -= l + 1;
+			memmove(gc->buf, nl + 1, gc->got);
+			return 0;
+		}
+		if (gc->got == sizeof(gc->buf))
+			return -EPROTO;
+		left = deadline - mono_ns();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(pfd, 2, (int)((left + 999999) / 1000000));
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n <= 0)
+			continue; /* the deadline is looked at again */
+		if (pfd[1].revents)
+			return -ESHUTDOWN;
+		n = read(gc->fd, gc->buf + gc->got, sizeof(gc->buf) - gc->got);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return -ECONNRESET;
+		gc->got += (size_t)n;
+	}
+}
+
+/* Sends one line of a group's conversation.  The peer may be gone: what
+ * it fails to read, it learns from the connection's end. */
+static void group_reply(int fd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void group_reply(int fd, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 1)
+		n = (int)sizeof(line) - 1;
+	/* a short line fits the socket's buffer whole */
+	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n)
+		log_debug("ctl: group: a reply was not sent (the client went "
+			  "away)");
+}
+
+/*
+ * Serves a group's connection, whose first line, "hold TIMEOUT_MS", is
+ * buf[0..got) with what followed it: holds every write, takes the
+ * snapshot on "take", keeps it on "commit" and lets writes go.  Anything
+ * else ends the hold and deletes what was taken (see the note above).
+ */
+static void serve_group(struct ctl *c, int fd, uid_t peer, char *buf,
+			size_t got)
+{
+	struct daemon *d = c->d;
+	struct group_conn gc = { .fd = fd, .stop_fd = c->stop_fd };
+	char *nl = memchr(buf, '\n', got), *words[3], *end;
+	char line[64], why[96] = "";
+	struct snapshot snap;
+	unsigned long ms = 0;
+	bool taken = false, aborted = false;
+	int64_t deadline;
+	int n, r;
+
+	if (nl) {
+		*nl = '\0';
+		gc.got = got - (size_t)(nl + 1 - buf);
+	}
+	n = split_words(buf, words, 3);
+	if (n == 2) {
+		errno = 0;
+		ms = strtoul(words[1], &end, 10);
+		if (*end || errno || words[1][0] == '-')
+			ms = 0;
+	}
+	if (!peer_may_control(peer)) {
+		group_reply(fd,
+			    "error %d only root or the user who mounted "
+			    "may control this mount\n",
+			    EACCES);
+		return;
+	}
+	if (d->opts.ro) {
+		group_reply(fd, "error %d live.img is mounted read-only\n",
+			    EROFS);
+		return;
+	}
+	if (n != 2 || ms < 1 || ms > CTL_HOLD_MAX_MS ||
+	    gc.got > sizeof(gc.buf)) {
+		group_reply(fd, "error %d hold needs a timeout of 1 to %u ms\n",
+			    EINVAL, CTL_HOLD_MAX_MS);
+		return;
+	}
+	if (gc.got)
+		memcpy(gc.buf, nl + 1, gc.got);
+
+	/* From here every write waits: the clock runs from the hold. */
+	deadline = mono_ns() + (int64_t)ms * 1000000;
+	snapshots_hold(d->snaps);
+	group_reply(fd, "ok held\n");
+	for (;;) {
+		r = group_read_line(&gc, deadline, line, sizeof(line));
+		if (r == -ETIMEDOUT)
+			snprintf(why, sizeof(why),
+				 "no commit within %lu ms of the hold", ms);
+		else if (r == -ESHUTDOWN)
+			snprintf(why, sizeof(why), "the daemon is stopping");
+		else if (r == -EPROTO)
+			snprintf(why, sizeof(why),
+				 "the client sent a line too long");
+		else if (r)
+			snprintf(why, sizeof(why),
+				 "the client went away before commit");
+		if (r)
+			break;
+		if (!taken && !strcmp(line, "take")) {
+			r = snapshots_take_held(d->snaps, true, &snap);
+			if (r) {
+				/* nothing taken; snapshot.c logged why */
+				group_reply(fd,
+					    "error %d cannot take the "
+					    "snapshot: %s\n",
+					    -r, strerror(-r));
+				break;
+			}
+			taken = true;
+			group_reply(fd, "ok %s\n", snap.uuid);
+			continue;
+		}
+		if (taken && !strcmp(line, "commit")) {
+			r = snapshots_unhold(d->snaps, true);
+			if (!r) {
+				group_reply(fd, "ok\n");
+				return;
+			}
+			group_reply(fd,
+				    "error %d snapshot %s could not be kept: "
+				    "%s\n",
+				    -r, snap.uuid, strerror(-r));
+			snprintf(why, sizeof(why), "it could not be kept: %s",
+				 strerror(-r));
+			goto dropped;
+		}
+		if (!strcmp(line, "abort")) {
+			aborted = true;
+			snprintf(why, sizeof(why),
+				 "the client aborted the group");
+			break;
+		}
+		group_reply(fd, "error %d '%.32s' out of order in a group\n",
+			    EPROTO, line);
+		snprintf(why, sizeof(why),
+			 "the client sent '%.32s' out of order", line);
+		break;
+	}
+	snapshots_unhold(d->snaps, false);
+	if (aborted) /* what was taken is gone: the client may go on */
+		group_reply(fd, "ok\n");
+	if (!taken) {
+		if (why[0])
+			log_info("ctl: group: writes held, then let go "
+				 "without a snapshot: %s",
+				 why);
+		return;
+	}
+dropped:
+	/* the event is logged too */
+	store_add_event(d->store, "group", "snapshot %s dropped: %s", snap.uuid,
+			why);
+}
+
+/* Serves one connection: read a line, answer it, close (or, for a group,
+ * serve_group). */
 static void serve(struct ctl *c, int fd)
 {
 	char buf[CTL_MAX_REQUEST + 1];
@@ -579,6 +818,10 @@ static void serve(struct ctl *c, int fd)
 		got += (size_t)n;
 	}
 	buf[got] = '\0';
+	if (strcspn(buf, " \t\r\n") == 4 && !strncmp(buf, "hold", 4)) {
+		serve_group(c, fd, cred.uid, buf, got);
+		return;
+	}
 	if (handle(c->d, cred.uid, buf, fd, &reply, &len))
 		return;
 	if (write_full(fd, reply, len))
@@ -622,10 +865,15 @@ int ctl_start(struct ctl **out, struct daemon *d)
 	if (!c)
 		return -ENOMEM;
 	c->d = d;
+	c->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (c->stop_fd < 0) {
+		r = -errno;
+		goto err;
+	}
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		r = -errno;
-		goto err;
+		goto err_stop;
 	}
 	unlinkat(store_dir_fd(d->store), CTL_SOCKET, 0);
 	socket_addr(d, &addr);
@@ -643,6 +891,8 @@ err_unlink:
 	unlinkat(store_dir_fd(d->store), CTL_SOCKET, 0);
 err_close:
 	close(c->fd);
+err_stop:
+	close(c->stop_fd);
 err:
 	log_error("ctl: cannot serve %s/%s: %s", d->store_path, CTL_SOCKET,
 		  strerror(-r));
@@ -654,9 +904,15 @@ void ctl_stop(struct ctl *c)
 {
 	if (!c)
 		return;
+	/* wakes a group's conversation (which lets its writes go), then
+	 * the accept */
+	if (write(c->stop_fd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0)
+		log_warn("ctl: cannot wake the control thread: %s",
+			 strerror(errno));
 	shutdown(c->fd, SHUT_RDWR);
 	pthread_join(c->thread, NULL);
 	close(c->fd);
+	close(c->stop_fd);
 	unlinkat(store_dir_fd(c->d->store), CTL_SOCKET, 0);
 	free(c);
 }

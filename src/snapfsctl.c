@@ -7,14 +7,19 @@
  * and prints the reply.  `create` first opens live.img for writing (the
  * permission check the contract asks for) and fsyncs it, so pages dirtied
  * through mmap or a loop device reach the daemon before the instant;
- * with --freeze it freezes the named file system around all of that and
- * thaws it on every path, with the terminal's signals held off meanwhile.
+ * with --freeze it freezes the named file systems around all of that and
+ * thaws them on every path, with the terminal's signals held off
+ * meanwhile.  Freezing comes first: it writes the file system's dirty
+ * pages through to the daemons, which would wait behind a hold.  With
+ * several mount points `create` talks to every daemon at once on a
+ * connection each (group_create, and the protocol in ctl.h).
  *
  * Exit status: 0 done, 1 failed (one line on stderr), 2 bad usage.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -27,6 +32,7 @@
 #include <sys/un.h>
 #include <sys/vfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -40,6 +46,8 @@
 #include "snapfs/uuid.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
+/* How long a group may hold writes by default (create --timeout). */
+#define CREATE_TIMEOUT_S 10
 
 /* One command: its synopsis (after "snapfsctl ") and what --help adds. */
 struct command {
@@ -50,11 +58,19 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "create", "create MOUNTPOINT [--freeze FSPATH]",
-	  "take a snapshot, print its uuid",
+	{ "create",
+	  "create MOUNTPOINT... [--freeze FSPATH]... [--timeout SECONDS]",
+	  "take a snapshot of each mount, at one instant",
 	  "Flushes live.img, takes a snapshot and prints its uuid alone.\n"
-	  "  --freeze FSPATH  freeze the file system mounted at FSPATH (one\n"
-	  "                   on live.img, say) around it; always thawed\n" },
+	  "With several mount points, one snapshot of each at one instant,\n"
+	  "their uuids a line each in the order of the mount points; all or\n"
+	  "none.\n"
+	  "  --freeze FSPATH    freeze the file system mounted at FSPATH (one\n"
+	  "                     on live.img, say) around it all; always\n"
+	  "                     thawed.  Once for each file system\n"
+	  "  --timeout SECONDS  with several mount points, the longest their\n"
+	  "                     writes may be held (default 10): past it the\n"
+	  "                     daemons drop the group\n" },
 	{ "list", "list MOUNTPOINT [--json]", "snapshots, oldest first",
 	  "A header, then one snapshot a line: uuid, time taken (UTC),\n"
 	  "generation, bytes preserved for it.\n"
@@ -190,25 +206,31 @@ static int fail(const char *fmt, ...)
 	return 1;
 }
 
+/* The store directory of the daemon serving mnt, into store[0..4096).
+ * 0, or 1 after a message. */
+static int daemon_store(const char *mnt, char store[4096])
+{
+	struct statfs sf;
+	ssize_t n;
+
+	if (statfs(mnt, &sf) < 0)
+		return fail("%s: %s", mnt, strerror(errno));
+	n = getxattr(mnt, CTL_XATTR, store, 4095);
+	if (sf.f_type != FUSE_SUPER_MAGIC || n <= 0)
+		return fail("%s: not a snapfs mount point", mnt);
+	store[n] = '\0';
+	return 0;
+}
+
 /* Connects to the daemon serving mnt; the socket, or -1 after a message. */
 static int connect_daemon(const char *mnt)
 {
 	char store[4096];
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct statfs sf;
-	ssize_t n;
 	int dfd, fd;
 
-	if (statfs(mnt, &sf) < 0) {
-		fail("%s: %s", mnt, strerror(errno));
+	if (daemon_store(mnt, store))
 		return -1;
-	}
-	n = getxattr(mnt, CTL_XATTR, store, sizeof(store) - 1);
-	if (sf.f_type != FUSE_SUPER_MAGIC || n <= 0) {
-		fail("%s: not a snapfs mount point", mnt);
-		return -1;
-	}
-	store[n] = '\0';
 	dfd = open(store, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		fail("%s: store %s: %s", mnt, store, strerror(errno));
@@ -340,52 +362,344 @@ static int request(const char *mnt, const char *req, char **body)
 	return request_progress(mnt, req, body, NULL, PROGRESS_OFF);
 }
 
-static int cmd_create(const char *mnt, const char *freeze)
+/* One mount point of a create. */
+struct create_mount {
+	const char *mnt;
+	int live_fd; /* its live.img, open for writing */
+	dev_t dev; /* its file system: one mount named twice is refused */
+	int sock; /* a group's conversation with its daemon, or -1 */
+	char uuid[37];
+	bool committed;
+};
+
+/* Milliseconds on CLOCK_MONOTONIC, for a group's deadline. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sends one line of a group's conversation.  0, or -errno (the daemon
+ * went away or ended the conversation). */
+static int group_send(const struct create_mount *m, const char *line)
+{
+	size_t len = strlen(line);
+
+	if (send(m->sock, line, len, MSG_NOSIGNAL) == (ssize_t)len)
+		return 0;
+	return errno ? -errno : -EIO;
+}
+
+/*
+ * Reads the daemon's one-line reply (without its newline) into
+ * line[0..len), waiting until deadline (mono_ms) at most.  0, -ETIMEDOUT,
+ * -ECONNRESET when the daemon closed the connection, or -errno.
+ */
+static int group_read(const struct create_mount *m, int64_t deadline,
+		      char *line, size_t len)
+{
+	size_t got = 0;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = m->sock, .events = POLLIN };
+		int64_t left = deadline - mono_ms();
+		ssize_t n;
+		char ch;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&pfd, 1, (int)left);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n <= 0)
+			continue;
+		/* a byte at a time: a reply is one short line, and nothing
+		 * after it may be taken */
+		n = read(m->sock, &ch, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		if (ch == '\n')
+			break;
+		if (got + 1 < len)
+			line[got++] = ch;
+	}
+	line[got] = '\0';
+	return 0;
+}
+
+/*
+ * Sends line (NULL: none) to m and reads the reply by deadline.  0 for
+ * "ok" (*rest: what follows it), 1 after a message naming the mount and
+ * the step.
+ */
+static int group_step(const struct create_mount *m, const char *step,
+		      const char *line, int64_t deadline, char *reply,
+		      size_t len, const char **rest)
+{
+	char *msg;
+	int r = line ? group_send(m, line) : 0;
+
+	if (!r)
+		r = group_read(m, deadline, reply, len);
+	if (r == -ETIMEDOUT)
+		return fail("%s: %s: no answer in time (the daemon is busy, "
+			    "or --timeout is too short)",
+			    m->mnt, step);
+	if (r == -ECONNRESET || r == -EPIPE)
+		return fail("%s: %s: the daemon ended the conversation (it "
+			    "stopped, or its hold timed out)",
+			    m->mnt, step);
+	if (r)
+		return fail("%s: %s: %s", m->mnt, step, strerror(-r));
+	if (!strcmp(reply, "ok") || !strncmp(reply, "ok ", 3)) {
+		*rest = reply[2] ? reply + 3 : reply + 2;
+		return 0;
+	}
+	msg = reply;
+	if (!strncmp(reply, "error ", 6)) {
+		msg = strchr(reply + 6, ' ');
+		msg = msg ? msg + 1 : reply;
+	}
+	return fail("%s: %s: %s", m->mnt, step, msg);
+}
+
+/* Ends every conversation of m[0..n) still open with abort and waits for
+ * the answer: a daemon that took a snapshot has deleted it when this
+ * returns (one whose conversation ended otherwise did so itself).
+ * Quiet: the failure that led here is what the user is told. */
+static void group_abort(struct create_mount *m, int n, int64_t deadline)
+{
+	char line[256];
+
+	for (int i = 0; i < n; i++)
+		if (m[i].sock >= 0 && group_send(&m[i], "abort\n")) {
+			close(m[i].sock);
+			m[i].sock = -1;
+		}
+	for (int i = 0; i < n; i++) {
+		if (m[i].sock < 0)
+			continue;
+		if (group_read(&m[i], deadline, line, sizeof(line)) == 0 &&
+		    strcmp(line, "ok"))
+			fprintf(stderr, "snapfsctl: %s: abort: %s\n", m[i].mnt,
+				line);
+		close(m[i].sock);
+		m[i].sock = -1;
+	}
+}
+
+/*
+ * One snapshot of each of m[0..n) at one instant (the protocol is in
+ * ctl.h): hold every mount, take each snapshot, then commit each.  The
+ * holds go in the order of the mounts' devices, so that two groups over
+ * the same mounts never wait for each other in a circle; the rest in the
+ * order of m.  If a hold or a take fails, every mount is told to abort
+ * and none keeps a snapshot.
+ *
+ * The window a two-phase commit without a coordinator's log cannot close:
+ * killed between two commits, this leaves the snapshots already
+ * committed (the other daemons drop theirs at their timeout).  So the
+ * commits are written back to back, with every signal but SIGKILL held
+ * off, and their answers read after.  A commit that fails (the daemon
+ * stopped or timed out, or could not keep it) makes this delete the
+ * snapshots the others kept.  0, or 1 after a message.
+ */
+static int group_create(struct create_mount *m, int n, unsigned timeout_s)
+{
+	int64_t deadline = mono_ms() + (int64_t)timeout_s * 1000;
+	int *order = malloc((size_t)n * sizeof(*order));
+	char line[256], hold[32];
+	sigset_t all, old;
+	const char *rest;
+	int i, sent, r = 0;
+
+	if (!order)
+		return fail("out of memory");
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	for (i = 1; i < n; i++) /* by device: a few mounts, insertion */
+		for (int j = i; j > 0 && m[order[j - 1]].dev > m[order[j]].dev;
+		     j--) {
+			int t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	snprintf(hold, sizeof(hold), "hold %u\n", timeout_s * 1000);
+	for (i = 0; i < n && !r; i++) {
+		struct create_mount *x = &m[order[i]];
+
+		x->sock = connect_daemon(x->mnt);
+		if (x->sock < 0)
+			r = 1;
+		else
+			r = group_step(x, "hold", hold, deadline, line,
+				       sizeof(line), &rest);
+	}
+	for (i = 0; i < n && !r; i++) {
+		r = group_step(&m[i], "take", "take\n", deadline, line,
+			       sizeof(line), &rest);
+		if (!r && !uuid_valid(rest))
+			r = fail("%s: take: the daemon answered '%.40s'",
+				 m[i].mnt, rest);
+		if (!r)
+			memcpy(m[i].uuid, rest, sizeof(m[i].uuid));
+	}
+	free(order);
+	if (r) {
+		group_abort(m, n, mono_ms() + (int64_t)timeout_s * 1000);
+		return r;
+	}
+
+	/* For tests only (group.sh): SNAPFSCTL_TEST_STOP_AFTER_TAKE stops the
+	 * client here, every mount held and taken, so that a test can kill
+	 * it or let the daemons' timeout pass at a known point. */
+	if (getenv("SNAPFSCTL_TEST_STOP_AFTER_TAKE"))
+		raise(SIGSTOP);
+
+	/* Back to back; a daemon already gone takes no more commits. */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	for (sent = 0; sent < n; sent++)
+		if (group_send(&m[sent], "commit\n"))
+			break;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (sent < n)
+		r = fail("%s: commit: the daemon ended the conversation (it "
+			 "stopped, or its hold timed out)",
+			 m[sent].mnt);
+	for (i = 0; i < sent; i++) {
+		if (group_step(&m[i], "commit", NULL,
+			       mono_ms() + (int64_t)timeout_s * 1000, line,
+			       sizeof(line), &rest) == 0)
+			m[i].committed = true;
+		else
+			r = 1;
+		close(m[i].sock);
+		m[i].sock = -1;
+	}
+	if (!r)
+		return 0;
+	group_abort(m, n, mono_ms() + (int64_t)timeout_s * 1000);
+	/* Not all kept: those that were must go, for all or nothing. */
+	for (i = 0; i < n; i++) {
+		char req[64], *body = NULL;
+
+		if (!m[i].committed)
+			continue;
+		snprintf(req, sizeof(req), "delete %s", m[i].uuid);
+		if (request(m[i].mnt, req, &body))
+			fprintf(stderr,
+				"snapfsctl: %s: snapshot %s of the failed "
+				"group is left behind\n",
+				m[i].mnt, m[i].uuid);
+		free(body);
+	}
+	return 1;
+}
+
+/*
+ * create: flushes each mount's live.img and takes a snapshot of each, at
+ * one instant (one mount: the one-shot "create" request; several:
+ * group_create), the file systems of freeze[0..nfreeze) frozen around
+ * it all and always thawed, with every signal held off from the first
+ * freeze to the last thaw.  Prints the uuids in the order of m.
+ */
+static int cmd_create(struct create_mount *m, int n, const char **freeze,
+		      int nfreeze, unsigned timeout_s)
 {
 	char live[4096], *uuid = NULL;
+	int *ffd = malloc(((size_t)nfreeze + 1) * sizeof(*ffd));
+	int i, frozen = 0, r = 0;
+	bool blocked = false;
 	sigset_t all, old;
-	int fd, ffd = -1, r;
+	struct stat st;
 
-	snprintf(live, sizeof(live), "%s/live.img", mnt);
-	fd = open(live, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return fail("%s: cannot open for writing: %s", live,
-			    strerror(errno));
-	if (freeze) {
-		ffd = open(freeze, O_RDONLY | O_CLOEXEC);
-		if (ffd < 0) {
-			close(fd);
-			return fail("--freeze %s: %s", freeze, strerror(errno));
+	if (!ffd)
+		return fail("out of memory");
+	for (i = 0; i < nfreeze; i++)
+		ffd[i] = -1;
+	for (i = 0; i < n; i++)
+		m[i].live_fd = m[i].sock = -1;
+	for (i = 0; i < n && !r; i++) {
+		snprintf(live, sizeof(live), "%s/live.img", m[i].mnt);
+		m[i].live_fd = open(live, O_RDWR | O_CLOEXEC);
+		if (m[i].live_fd < 0) {
+			r = fail("%s: cannot open for writing: %s", live,
+				 strerror(errno));
+			break;
 		}
-		/* From freeze to thaw, no signal may leave it frozen. */
+		if (fstat(m[i].live_fd, &st) < 0) {
+			r = fail("%s: %s", live, strerror(errno));
+			break;
+		}
+		m[i].dev = st.st_dev;
+		for (int j = 0; j < i && !r; j++)
+			if (m[j].dev == m[i].dev)
+				r = usage_error("create: %s and %s are the "
+						"same mount",
+						m[j].mnt, m[i].mnt);
+		/* a group checks every mount before it freezes anything */
+		if (!r && n > 1)
+			r = daemon_store(m[i].mnt, live);
+	}
+	for (i = 0; i < nfreeze && !r; i++) {
+		ffd[i] = open(freeze[i], O_RDONLY | O_CLOEXEC);
+		if (ffd[i] < 0)
+			r = fail("--freeze %s: %s", freeze[i], strerror(errno));
+	}
+	if (nfreeze && !r) {
+		/* From the first freeze to the last thaw, no signal may
+		 * leave one frozen. */
 		sigfillset(&all);
 		sigprocmask(SIG_BLOCK, &all, &old);
-		if (ioctl(ffd, FIFREEZE, 0) < 0) {
-			r = errno;
-			sigprocmask(SIG_SETMASK, &old, NULL);
-			close(ffd);
-			close(fd);
-			return fail("--freeze %s: cannot freeze: %s", freeze,
-				    strerror(r));
-		}
+		blocked = true;
+		for (; frozen < nfreeze; frozen++)
+			if (ioctl(ffd[frozen], FIFREEZE, 0) < 0) {
+				r = fail("--freeze %s: cannot freeze: %s",
+					 freeze[frozen], strerror(errno));
+				break;
+			}
 	}
-	if (fsync(fd) < 0) {
-		r = fail("%s: flush: %s", live, strerror(errno));
-	} else {
-		r = request(mnt, "create", &uuid);
-	}
-	if (freeze) {
-		if (ioctl(ffd, FITHAW, 0) < 0 && r == 0)
-			r = fail("--freeze %s: cannot thaw: %s", freeze,
+	/* Flushed, live.img is closed: a group holds no file of a mount
+	 * open while it holds the mount's writes. */
+	for (i = 0; i < n; i++) {
+		if (!r && fsync(m[i].live_fd) < 0)
+			r = fail("%s/live.img: flush: %s", m[i].mnt,
 				 strerror(errno));
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		close(ffd);
+		if (m[i].live_fd >= 0)
+			close(m[i].live_fd);
+		m[i].live_fd = -1;
 	}
-	close(fd);
-	if (r == 0 && uuid)
-		fputs(uuid, stdout);
-	free(uuid);
-	return r;
+	if (!r && n == 1) {
+		r = request(m[0].mnt, "create", &uuid);
+		if (!r && uuid)
+			snprintf(m[0].uuid, sizeof(m[0].uuid), "%.36s", uuid);
+		free(uuid);
+	} else if (!r) {
+		r = group_create(m, n, timeout_s);
+	}
+	while (frozen-- > 0)
+		if (ioctl(ffd[frozen], FITHAW, 0) < 0 && r == 0)
+			r = fail("--freeze %s: cannot thaw: %s", freeze[frozen],
+				 strerror(errno));
+	if (blocked)
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	for (i = 0; i < nfreeze; i++)
+		if (ffd[i] >= 0)
+			close(ffd[i]);
+	free(ffd);
+	if (r)
+		return r;
+	for (i = 0; i < n; i++)
+		printf("%s\n", m[i].uuid);
+	return fflush(stdout) ? fail("writing output: %s", strerror(errno)) : 0;
 }
 
 /* Parses "OFFSET LENGTH" lines into extents. */
@@ -889,16 +1203,49 @@ int main(int argc, char **argv)
 	}
 
 	if (!strcmp(cmd, "create")) {
-		const char *freeze = NULL;
+		struct create_mount *m = calloc((size_t)argc, sizeof(*m));
+		const char **freeze = calloc((size_t)argc, sizeof(*freeze));
+		unsigned long timeout = CREATE_TIMEOUT_S;
+		int nm = 0, nfreeze = 0, r;
+		char *end;
 
+		if (!m || !freeze) {
+			free(m);
+			free(freeze);
+			return fail("out of memory");
+		}
+		m[nm++].mnt = mnt;
 		for (i = 3; i < argc; i++) {
-			if (!strcmp(argv[i], "--freeze") && i + 1 < argc)
-				freeze = argv[++i];
-			else
+			if (!strcmp(argv[i], "--freeze") && i + 1 < argc) {
+				freeze[nfreeze++] = argv[++i];
+			} else if (!strcmp(argv[i], "--timeout") &&
+				   i + 1 < argc) {
+				errno = 0;
+				timeout = strtoul(argv[++i], &end, 10);
+				if (*end || errno || argv[i][0] == '-' ||
+				    timeout < 1 ||
+				    timeout > CTL_HOLD_MAX_MS / 1000) {
+					free(m);
+					free(freeze);
+					return usage_error(
+						"create: --timeout takes 1 to "
+						"%d seconds, not '%s'",
+						CTL_HOLD_MAX_MS / 1000,
+						argv[i]);
+				}
+			} else if (argv[i][0] == '-') {
+				free(m);
+				free(freeze);
 				return usage_error("create: unexpected '%s'",
 						   argv[i]);
+			} else {
+				m[nm++].mnt = argv[i];
+			}
 		}
-		return cmd_create(mnt, freeze);
+		r = cmd_create(m, nm, freeze, nfreeze, (unsigned)timeout);
+		free(m);
+		free(freeze);
+		return r;
 	}
 	if (!strcmp(cmd, "list") || !strcmp(cmd, "status") ||
 	    !strcmp(cmd, "bookmarks")) {

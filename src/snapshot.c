@@ -7,6 +7,13 @@
  *   - create: the chain is quiesced (every returned write is in, none that
  *     starts later is), the backing is synced under durability=full, the
  *     row is committed, the chain told that a newer snapshot exists;
+ *   - create for a group (ctl.c), the same in three steps, hold, take and
+ *     unhold, so that the instants of several daemons overlap: the row
+ *     is committed marked deleted (pending), shown nowhere, and the
+ *     unhold either clears the mark or purges it, in both cases before
+ *     any write reaches the chain.  A daemon that stops in between finds
+ *     it marked at the next mount and finishes the deletion, so a group
+ *     that never committed leaves nothing;
  *   - delete: with no reader, purged at once; with readers, marked deleted
  *     in the store (so a crash finishes the job at the next mount) and
  *     kept, still counted by the chain, until the last reader closes (or
@@ -19,13 +26,15 @@
  *   - the newest snapshot changing by deletion is done with the chain
  *     quiesced, since it changes what a write must preserve.
  *
- * Locking: op_lock serializes create and delete (and purges); lock guards
- * the list and open counts and is never held across I/O.  A purge is
- * decided under lock, in the same hold that finds no reader open, and the
- * entry is marked purging there: from then on opens are refused, since a
- * reader that got in would read through copies the purge is removing
- * (later copies, or live bytes, all with valid checksums).
+ * Locking: op_lock serializes create and delete (and purges), and is
+ * held from snapshots_hold to snapshots_unhold; lock guards the list and
+ * open counts and is never held across I/O.  A purge is decided under
+ * lock, in the same hold that finds no reader open, and the entry is
+ * marked purging there: from then on opens are refused, since a reader
+ * that got in would read through copies the purge is removing (later
+ * copies, or live bytes, all with valid checksums).
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -54,6 +63,7 @@ struct snapshots {
 	size_t n;
 	struct snapshot *bm; /* bookmarks, ascending seq */
 	size_t nbm, bm_cap;
+	int64_t pending; /* under op_lock: taken while held, not yet kept */
 };
 
 /* Adds e to the bookmarks in seq order; lock held. */
@@ -98,9 +108,10 @@ static int64_t newest_locked(const struct snapshots *ss)
 /*
  * Removes snapshot seq from the store and the list, with every copy only
  * it read.  op_lock held, no reader open, the entry marked purging (or
- * loading); on failure it is left whole and openable again.
+ * loading); on failure it is left whole and openable again.  held: the
+ * chain is quiesced already (snapshots_hold).
  */
-static int purge(struct snapshots *ss, int64_t seq)
+static int purge(struct snapshots *ss, int64_t seq, bool held)
 {
 	int64_t *live, newest_after;
 	size_t nlive = 0;
@@ -129,7 +140,7 @@ static int purge(struct snapshots *ss, int64_t seq)
 	}
 	pthread_mutex_unlock(&ss->lock);
 
-	if (was_newest && ss->c)
+	if (was_newest && ss->c && !held)
 		cow_quiesce(ss->c);
 	r = store_purge_snapshot(ss->s, seq, live, nlive);
 	/* Committed, the snapshot is gone (a restart would not bring it
@@ -149,7 +160,7 @@ static int purge(struct snapshots *ss, int64_t seq)
 				  "could not reload what it preserved: %s",
 				  (long long)seq, strerror(-e));
 	}
-	if (was_newest && ss->c)
+	if (was_newest && ss->c && !held)
 		cow_resume(ss->c);
 	free(live);
 	if (r) {
@@ -224,7 +235,7 @@ int snapshots_load(struct snapshots **out, struct store *s, struct backing *b,
 		if (rows[i].deleted) {
 			log_info("snapshot: finishing the deletion of %s",
 				 rows[i].uuid);
-			r = purge(ss, rows[i].seq);
+			r = purge(ss, rows[i].seq, false);
 			if (r)
 				goto err;
 		}
@@ -264,28 +275,45 @@ void snapshots_free(struct snapshots *ss)
 	free(ss);
 }
 
-int snapshots_create(struct snapshots *ss, struct snapshot *out)
+/* A snapshot that exists now: for the power-loss replay and the log. */
+static void snapshot_made(const struct snapshot *e)
 {
-	struct store_snapshot row = { 0 };
-	struct snapshot *v;
+	char mark[48];
+
+	snprintf(mark, sizeof(mark), "snapshot %s", e->uuid);
+	iolog_mark(mark);
+	log_info("snapshot: created %s (generation %llu)", e->uuid,
+		 (unsigned long long)e->generation);
+}
+
+void snapshots_hold(struct snapshots *ss)
+{
+	pthread_mutex_lock(&ss->op_lock);
+	cow_quiesce(ss->c);
+	ss->pending = 0;
+}
+
+int snapshots_take_held(struct snapshots *ss, bool pending,
+			struct snapshot *out)
+{
+	struct store_snapshot row = { .deleted = pending };
+	struct snapshot *v, e;
 	int r;
 
 	r = uuid_make(row.uuid);
 	if (r)
 		return r;
 	row.size = ss->b->size;
-	pthread_mutex_lock(&ss->op_lock);
+	/* Room for the entry first: once the row is committed, nothing may
+	 * keep it out of the list (see below). */
 	pthread_mutex_lock(&ss->lock);
 	v = realloc(ss->v, (ss->n + 1) * sizeof(*v));
 	if (v)
 		ss->v = v;
 	pthread_mutex_unlock(&ss->lock);
-	if (!v) {
-		pthread_mutex_unlock(&ss->op_lock);
+	if (!v)
 		return -ENOMEM;
-	}
 
-	cow_quiesce(ss->c);
 	row.created_ns = now_ns();
 	/* A write that returned but could not be made is not in the image:
 	 * no instant holds every write that returned. */
@@ -296,56 +324,113 @@ int snapshots_create(struct snapshots *ss, struct snapshot *out)
 		r = cbt_seal(ss->cbt);
 	if (!r)
 		r = store_add_snapshot(ss->s, &row);
-	/*
-	 * Committed, the snapshot exists: a restart brings it back, so it is
-	 * listed and create succeeds whatever follows.  Left out of the
-	 * list, later purges would delete copies it reads, and after a
-	 * restart it would serve later bytes with valid checksums.  Rolling
-	 * the row back instead would have to undo the store's new
-	 * generation too.  Neither step after the commit can leave the
-	 * snapshot unprotected: cow_set_newest with a newer seq only sets it
-	 * and clears the fresh bits, and cbt_next_generation moves to the
-	 * store's new generation before what can fail (dropping bitmaps
-	 * beyond cbt_keep, tried again at the next snapshot), so their
-	 * errors are only logged.
-	 */
-	if (!r) {
-		int e = cow_set_newest(ss->c, row.seq);
-
-		if (e)
-			log_error("snapshot: seq %lld: chain: %s",
-				  (long long)row.seq, strerror(-e));
-		e = cbt_next_generation(ss->cbt);
-		if (e)
-			log_error("snapshot: seq %lld: changed-block "
-				  "tracking: %s",
-				  (long long)row.seq, strerror(-e));
-	}
-	cow_resume(ss->c);
-
-	if (!r) {
-		struct snapshot e = { .seq = row.seq,
-				      .created_ns = row.created_ns,
-				      .generation = row.generation,
-				      .size = row.size };
-
-		memcpy(e.uuid, row.uuid, sizeof(e.uuid));
-		pthread_mutex_lock(&ss->lock);
-		ss->v[ss->n++] = e;
-		pthread_mutex_unlock(&ss->lock);
-		*out = e;
-		{
-			char mark[48];
-
-			snprintf(mark, sizeof(mark), "snapshot %s", e.uuid);
-			iolog_mark(mark);
-		}
-		log_info("snapshot: created %s (generation %llu)", e.uuid,
-			 (unsigned long long)e.generation);
-	} else {
+	if (r) {
 		log_error("snapshot: create: %s", strerror(-r));
+		return r;
 	}
+	/*
+	 * Committed, the snapshot exists: a restart brings it back (or, when
+	 * pending, finishes its deletion), so it is listed and the take
+	 * succeeds whatever follows.  Left out of the list, later purges
+	 * would delete copies it reads, and after a restart it would serve
+	 * later bytes with valid checksums.  Rolling the row back instead
+	 * would have to undo the store's new generation too.  Neither step
+	 * after the commit can leave the snapshot unprotected:
+	 * cow_set_newest with a newer seq only sets it and clears the fresh
+	 * bits, and cbt_next_generation moves to the store's new generation
+	 * before what can fail (dropping bitmaps beyond cbt_keep, tried
+	 * again at the next snapshot), so their errors are only logged.
+	 */
+	r = cow_set_newest(ss->c, row.seq);
+	if (r)
+		log_error("snapshot: seq %lld: chain: %s", (long long)row.seq,
+			  strerror(-r));
+	r = cbt_next_generation(ss->cbt);
+	if (r)
+		log_error("snapshot: seq %lld: changed-block tracking: %s",
+			  (long long)row.seq, strerror(-r));
+
+	/* A pending one is in the list as the deleted ones are: counted by
+	 * purges, shown nowhere, opened by no one. */
+	e = (struct snapshot){ .seq = row.seq,
+			       .created_ns = row.created_ns,
+			       .generation = row.generation,
+			       .size = row.size,
+			       .deleted = pending };
+	memcpy(e.uuid, row.uuid, sizeof(e.uuid));
+	pthread_mutex_lock(&ss->lock);
+	ss->v[ss->n++] = e;
+	pthread_mutex_unlock(&ss->lock);
+	*out = e;
+	if (pending) {
+		ss->pending = e.seq;
+		log_info("snapshot: took %s (generation %llu), held for its "
+			 "group",
+			 e.uuid, (unsigned long long)e.generation);
+	} else {
+		snapshot_made(&e);
+	}
+	return 0;
+}
+
+int snapshots_unhold(struct snapshots *ss, bool keep)
+{
+	int64_t seq = ss->pending;
+	struct snapshot e = { 0 };
+	ssize_t at;
+	int r = 0;
+
+	ss->pending = 0;
+	if (!seq)
+		goto resume;
+	if (keep) {
+		r = store_keep_snapshot(ss->s, seq);
+		pthread_mutex_lock(&ss->lock);
+		at = index_of(ss, seq);
+		assert(at >= 0);
+		if (!r)
+			ss->v[at].deleted = false;
+		else
+			ss->v[at].purging = true;
+		e = ss->v[at];
+		pthread_mutex_unlock(&ss->lock);
+		if (!r) {
+			snapshot_made(&e);
+			goto resume;
+		}
+		log_error("snapshot: %s cannot be kept: %s; deleting it",
+			  e.uuid, strerror(-r));
+	} else {
+		pthread_mutex_lock(&ss->lock);
+		at = index_of(ss, seq);
+		assert(at >= 0);
+		ss->v[at].purging = true;
+		e = ss->v[at];
+		pthread_mutex_unlock(&ss->lock);
+	}
+	/* Still held: no write reached the chain since it was taken, so the
+	 * purge removes nothing but the row.  One that fails leaves the row
+	 * marked deleted, finished at the next mount. */
+	if (purge(ss, seq, true))
+		log_error("snapshot: %s: its deletion is finished at the next "
+			  "mount",
+			  e.uuid);
+	else
+		log_info("snapshot: %s deleted: its group was not committed",
+			 e.uuid);
+resume:
+	cow_resume(ss->c);
 	pthread_mutex_unlock(&ss->op_lock);
+	return r;
+}
+
+int snapshots_create(struct snapshots *ss, struct snapshot *out)
+{
+	int r;
+
+	snapshots_hold(ss);
+	r = snapshots_take_held(ss, false, out);
+	snapshots_unhold(ss, true);
 	return r;
 }
 
@@ -456,10 +541,10 @@ int snapshots_delete(struct snapshots *ss, const char *uuid, bool keep_bookmark)
 			/* Marked, it is deleted whatever the purge does: one
 			 * that fails is finished at the next mount. */
 			if (!opens)
-				purge(ss, seq);
+				purge(ss, seq, false);
 		}
 	} else {
-		r = purge(ss, seq);
+		r = purge(ss, seq, false);
 	}
 	if (!r)
 		log_info("snapshot: deleted %s%s%s", uuid,
@@ -595,7 +680,7 @@ void snapshots_release(struct snapshots *ss, int64_t seq)
 	if (!last)
 		return;
 	pthread_mutex_lock(&ss->op_lock);
-	purge(ss, seq);
+	purge(ss, seq, false);
 	pthread_mutex_unlock(&ss->op_lock);
 }
 
@@ -645,7 +730,7 @@ int snapshots_drop_all(struct snapshots *ss)
 		seq = ss->v[ss->n - 1].seq;
 		ss->v[ss->n - 1].purging = true;
 		pthread_mutex_unlock(&ss->lock);
-		r = purge(ss, seq);
+		r = purge(ss, seq, false);
 	}
 	pthread_mutex_unlock(&ss->op_lock);
 	return r;
@@ -668,7 +753,7 @@ int snapshots_drop_oldest(struct snapshots *ss)
 		}
 	pthread_mutex_unlock(&ss->lock);
 	if (seq)
-		r = purge(ss, seq);
+		r = purge(ss, seq, false);
 	pthread_mutex_unlock(&ss->op_lock);
 	if (!r)
 		store_add_event(ss->s, "dropped",

@@ -54,9 +54,10 @@ int store_add_snapshot(struct store *s, struct store_snapshot *snap)
 		goto out;
 	r = index_run(
 		s->db, "insert snapshot",
-		"INSERT INTO snapshots(uuid, created_ns, generation, size) "
-		"VALUES(?, ?, ?, ?)",
-		"tiii", snap->uuid, snap->created_ns, gen, (int64_t)snap->size);
+		"INSERT INTO snapshots(uuid, created_ns, generation, size, "
+		"deleted) VALUES(?, ?, ?, ?, ?)",
+		"tiiii", snap->uuid, snap->created_ns, gen, (int64_t)snap->size,
+		(int64_t)snap->deleted);
 	if (!r) {
 		snap->seq = sqlite3_last_insert_rowid(s->db);
 		snap->generation = (uint64_t)gen;
@@ -87,6 +88,21 @@ int store_mark_deleted(struct store *s, int64_t seq, bool keep_bookmark)
 	r = index_run(s->db, "mark snapshot deleted",
 		      "UPDATE snapshots SET deleted=1, bookmark=? WHERE seq=?",
 		      "ii", (int64_t)keep_bookmark, seq);
+	pthread_mutex_unlock(&s->db_lock);
+	return r;
+}
+
+int store_keep_snapshot(struct store *s, int64_t seq)
+{
+	int r;
+
+	pthread_mutex_lock(&s->db_lock);
+	r = index_run(s->db, "keep snapshot",
+		      "UPDATE snapshots SET deleted=0 WHERE seq=? AND "
+		      "deleted=1 AND bookmark=0",
+		      "i", seq);
+	if (!r && !sqlite3_changes(s->db))
+		r = -ENOENT;
 	pthread_mutex_unlock(&s->db_lock);
 	return r;
 }

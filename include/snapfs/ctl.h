@@ -9,6 +9,16 @@
  * "error ERRNO MESSAGE", the rest is the output to print as it is.  A
  * long request (revert) sends lines "progress DONE TOTAL" (bytes) before
  * its reply.
+ *
+ * But a group snapshot (one snapshot of each of several mounts at one
+ * instant) is a conversation on one connection per mount, in lines:
+ *   hold TIMEOUT_MS  "ok held": every write is held back
+ *   take             "ok UUID": the snapshot is taken, not shown yet
+ *   commit           "ok": it is kept, and writes go on
+ *   abort            "ok": what was taken is deleted, and writes go on
+ * An "error ERRNO MESSAGE" reply ends it with nothing held or taken.  The
+ * peer going away, a line out of order, or TIMEOUT_MS (1 to
+ * CTL_HOLD_MAX_MS) passing since the hold count as abort.
  */
 #ifndef SNAPFS_CTL_H
 #define SNAPFS_CTL_H
@@ -19,6 +29,7 @@
 #define CTL_SOCKET "control"
 #define CTL_XATTR "user.snapfs.store"
 #define CTL_MAX_REQUEST 4096
+#define CTL_HOLD_MAX_MS 600000
 
 struct daemon;
 struct ctl;

@@ -45,8 +45,32 @@ void snapshots_attach(struct snapshots *ss, struct cow *c, struct cbt *cbt);
 
 void snapshots_free(struct snapshots *ss);
 
-/* Takes a snapshot of live.img now; *out describes it.  0 or -errno. */
+/* Takes a snapshot of live.img now; *out describes it.  0 or -errno.
+ * The three calls below in a row, with nothing pending. */
 int snapshots_create(struct snapshots *ss, struct snapshot *out);
+
+/*
+ * A snapshot in three steps, so that several daemons can take theirs at
+ * one instant (a group, ctl.c).  All three on one thread, which calls
+ * nothing else of this module in between; other threads' creates and
+ * deletes wait, and so does every live write.
+ *
+ * snapshots_hold waits for every running and queued write and holds new
+ * ones back (cow_quiesce) until snapshots_unhold.
+ */
+void snapshots_hold(struct snapshots *ss);
+
+/* Takes the snapshot, held; *out describes it.  pending: shown nowhere
+ * and marked deleted in the store until snapshots_unhold keeps it (so a
+ * stop in between drops it at the next mount).  0 or -errno (nothing
+ * taken).  At most once per hold. */
+int snapshots_take_held(struct snapshots *ss, bool pending,
+			struct snapshot *out);
+
+/* Ends the hold: a pending snapshot is kept (keep) or deleted, before any
+ * write reaches the chain.  0, or -errno when it could not be kept (it is
+ * deleted then). */
+int snapshots_unhold(struct snapshots *ss, bool keep);
 
 /* Deletes the snapshot named uuid (canonical, lowercase).  It leaves the
  * tree at once; its data goes when its last reader closes.  With

@@ -250,8 +250,14 @@ int store_list_snapshots(struct store *s, struct store_snapshot **out,
 			 size_t *n);
 
 /* Records a new snapshot of the open generation and opens the next one;
- * fills snap->seq and snap->generation.  Durable on return. */
+ * fills snap->seq and snap->generation.  With snap->deleted the row is
+ * marked deleted from the start (a snapshot not yet kept,
+ * store_keep_snapshot).  Durable on return. */
 int store_add_snapshot(struct store *s, struct store_snapshot *snap);
+
+/* Clears the deletion mark of snapshot seq, added marked: it stays.
+ * Durable on return; -ENOENT when seq is no such row. */
+int store_keep_snapshot(struct store *s, int64_t seq);
 
 /* Marks snapshot seq removed, to stay as a bookmark when keep_bookmark
  * (the removal is finished at the next mount if the daemon stops before

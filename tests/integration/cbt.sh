@@ -124,7 +124,7 @@ SUM=$(sum "$MNT/snapshots/$U.img")
 LOOP=$(losetup -f --show "$L")
 register_loop "$LOOP"
 blkdiscard -o $((200 * K)) -l $((4 * K)) "$LOOP"
-losetup -d "$LOOP"
+detach_loop "$LOOP"
 [ "$(sum "$MNT/snapshots/$U.img")" = "$SUM" ] || fail "discard changed the snapshot"
 GO=$(generations "$MNT" | tail -1)
 [ "$($BM bits "$MNT/cbt/$GO.bitmap")" = "200 201 202 203" ] ||
@@ -187,7 +187,7 @@ dd if=/dev/urandom of="$DEV" bs=1M count=80 status=none # old contents
 cmp -n $((64 * 1024 * 1024 + 12288)) "$DEV" "$MNT/snapshots/$S1.img" || fail "full backup to a block device"
 "$SNAPFSCTL" backup "$MNT" "$PREV" "$DEV" --since "$S1" --no-progress
 cmp -n $((64 * 1024 * 1024 + 12288)) "$DEV" "$MNT/snapshots/$PREV.img" || fail "incremental backup to a block device"
-losetup -d "$DEV"
+detach_loop "$DEV"
 rm -f "$DEV.snapfs-backup"
 # a DEST that does not hold --since is refused, and left alone
 BEFORE=$(sum "$WORK/bk.img")

@@ -59,14 +59,14 @@ register_loop "$LOOP"
 head -c 2M /dev/urandom >"$WORK/d3"
 dd if="$WORK/d3" of="$LOOP" bs=64K seek=100 oflag=direct status=none
 dd if="$L" bs=64K skip=100 count=32 status=none | cmp - "$WORK/d3" || fail "write through dio loop"
-losetup -d "$LOOP"
+detach_loop "$LOOP"
 # and without it
 LOOP=$(losetup -f --show "$L")
 register_loop "$LOOP"
 [ "$(cat "/sys/block/${LOOP#/dev/}/loop/dio")" = 0 ] || fail "loop device unexpectedly in direct I/O"
 head -c 1M /dev/urandom >"$WORK/d4"
 dd if="$WORK/d4" of="$LOOP" bs=64K seek=300 conv=fsync status=none
-losetup -d "$LOOP"
+detach_loop "$LOOP"
 dd if="$L" bs=64K skip=300 count=16 status=none | cmp - "$WORK/d4" || fail "write through buffered loop"
 [ "$(sum "$S")" = "$SUM" ] || fail "snapshot changed by loop writes"
 
@@ -74,7 +74,7 @@ dd if="$L" bs=64K skip=300 count=16 status=none | cmp - "$WORK/d4" || fail "writ
 LOOP=$(losetup -r -f --show "$S")
 register_loop "$LOOP"
 [ "$(sha256sum "$LOOP" | cut -d' ' -f1)" = "$SUM" ] || fail "snapshot via losetup -r"
-losetup -d "$LOOP"
+detach_loop "$LOOP"
 
 # mmap + msync: written through, and the snapshot still unchanged.
 python3 - "$L" <<'PY' || fail "mmap write"

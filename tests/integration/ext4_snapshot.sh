@@ -44,7 +44,7 @@ check_snapshot() {
 	mount -o "$opts" "$sl" "$SNAPFS_MNT"
 	(cd "$SNAPFS_MNT" && sha256sum -c --quiet "$2") || fail "files differ in snapshot $1"
 	umount "$SNAPFS_MNT"
-	losetup -d "$sl"
+	detach_loop "$sl"
 	# and the plain mount -o ro,loop way, straight from the file
 	mount -o "$opts,loop" "$img" "$SNAPFS_MNT"
 	(cd "$SNAPFS_MNT" && sha256sum -c --quiet "$2") || fail "files differ (mount -o loop)"
@@ -83,7 +83,7 @@ grep -q -- "--freeze" "$WORK/err" || fail "$(cat "$WORK/err")"
 [ "$(count_snapshots "$MNT")" = "$N" ] || fail "snapshot taken anyway"
 
 umount "$FS"
-losetup -d "$LOOP"
+detach_loop "$LOOP"
 e2fsck -n -f "$MNT/live.img" >/dev/null 2>&1 || fail "live file system damaged"
 stop_snapfs "$MNT"
 echo "ext4 snapshots: ok"

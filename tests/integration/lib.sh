@@ -79,6 +79,18 @@ register_loop() { _LOOPS+=("$1"); }
 register_pid() { _PIDS+=("$1"); }
 register_file() { _FILES+=("$1"); }
 
+# detach_loop DEV: detaches a registered loop device and forgets it, so
+# that the exit trap cannot detach the same device once another test (in
+# a parallel run) has taken it.
+detach_loop() {
+	local keep=() d
+	losetup -d "$1"
+	for d in "${_LOOPS[@]}"; do
+		[ "$d" = "$1" ] || keep+=("$d")
+	done
+	_LOOPS=("${keep[@]}")
+}
+
 # seed_random: seeds $RANDOM from $SEED (a new one when unset) and prints
 # it, so that a failing run can be repeated with SEED=.
 seed_random() {

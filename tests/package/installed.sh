@@ -46,6 +46,8 @@ complete_words snapfsctl list "" | grep -qx "$MNT" || fail "mount point completi
 complete_words snapfsctl delete "$MNT" "" | grep -qx "$U1" || fail "uuid completion: $(complete_words snapfsctl delete "$MNT" "")"
 complete_words snapfsctl delete "$MNT" "--k" | grep -qx -- --keep-bookmark || fail "--keep-bookmark completion"
 complete_words snapfsctl changed "$MNT" --f | grep -qx -- --from || fail "option completion"
+complete_words snapfsctl create "$MNT" "" | grep -qx "$MNT" || fail "create: no second mount point offered"
+complete_words snapfsctl create "$MNT" --t | grep -qx -- --timeout || fail "create: --timeout completion"
 
 # the nightly script: full copy, then incremental, keeping 2
 DEST=$WORK/backup/nightly.img

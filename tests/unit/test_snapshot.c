@@ -3,8 +3,8 @@
  * test_snapshot.c - the snapshot lifecycle against what races it.
  *
  * Linked with -Wl,--wrap= around the calls during which a snapshot
- * operation has let go of its locks (the store's purge and mark, the
- * chain's and the change tracking's updates, the store's slot
+ * operation has let go of its locks (the store's purge, mark and keep,
+ * the chain's and the change tracking's updates, the store's slot
  * allocation).  A test arms a wrapper: at that moment it runs the
  * competing operation from another thread, or makes the call fail after
  * it did its work, then lets the call go on.  Unarmed, a wrapper only
@@ -44,6 +44,8 @@ int __real_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
 int __wrap_store_purge_snapshot(struct store *s, int64_t seq,
 				const int64_t *live, size_t nlive);
 int __wrap_store_mark_deleted(struct store *s, int64_t seq, bool keep);
+int __real_store_keep_snapshot(struct store *s, int64_t seq);
+int __wrap_store_keep_snapshot(struct store *s, int64_t seq);
 int __wrap_cow_set_newest(struct cow *c, int64_t newest_seq);
 int __wrap_cbt_next_generation(struct cbt *c);
 int __wrap_store_slot_alloc_run(struct store *s, int64_t *offs, size_t n,
@@ -63,6 +65,7 @@ static int purge_fails; /* -errno instead of purging */
 static void (*on_mark)(int64_t seq); /* before the deletion mark */
 static int newest_fails; /* -errno after the chain took the change */
 static int cbt_fails; /* -errno after the generation moved */
+static int keep_fails; /* -errno instead of keeping a held snapshot */
 
 int __wrap_store_purge_snapshot(struct store *s, int64_t seq,
 				const int64_t *live, size_t nlive)
@@ -87,6 +90,14 @@ int __wrap_store_mark_deleted(struct store *s, int64_t seq, bool keep)
 	if (fn)
 		fn(seq);
 	return __real_store_mark_deleted(s, seq, keep);
+}
+
+int __wrap_store_keep_snapshot(struct store *s, int64_t seq)
+{
+	int r = keep_fails;
+
+	keep_fails = 0;
+	return r ? r : __real_store_keep_snapshot(s, seq);
 }
 
 int __wrap_cow_set_newest(struct cow *c, int64_t newest_seq)
@@ -193,6 +204,22 @@ static bool store_has(int64_t seq)
 	for (size_t i = 0; i < n; i++)
 		found |= rows[i].seq == seq;
 	free(rows);
+	return found;
+}
+
+/* Whether the store's row for seq is marked deleted (it must exist). */
+static bool store_marked(int64_t seq)
+{
+	struct store_snapshot *rows;
+	int found = -1;
+	size_t n;
+
+	cr_assert_eq(store_list_snapshots(ch.s, &rows, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].seq == seq)
+			found = rows[i].deleted;
+	free(rows);
+	cr_assert_neq(found, -1, "no row for seq %lld", (long long)seq);
 	return found;
 }
 
@@ -563,4 +590,131 @@ Test(snapshot, writers_short_of_room_at_once_drop_one_snapshot)
 	free(v);
 	cr_assert_not(store_has(s1.seq));
 	assert_list_is_the_store();
+}
+
+/* ---- 8: a snapshot held for a group -------------------------------- */
+
+static bool held_write_done;
+
+static void *write_while_held(void *arg)
+{
+	(void)arg;
+	write_pattern(0, CS, 9);
+	__atomic_store_n(&held_write_done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+Test(snapshot, a_held_snapshot_holds_writes_and_shows_only_once_kept)
+{
+	unsigned char *then, *got;
+	struct snapshot s, found, *v;
+	pthread_t t;
+	size_t n;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	then = chain_read_all(&ch, 0);
+
+	snapshots_hold(ch.ss);
+	held_write_done = false;
+	cr_assert_eq(pthread_create(&t, NULL, write_while_held, NULL), 0);
+	usleep(100000);
+	cr_assert_not(__atomic_load_n(&held_write_done, __ATOMIC_ACQUIRE),
+		      "a write went through a hold");
+	cr_assert_eq(snapshots_take_held(ch.ss, true, &s), 0);
+	cr_assert_eq(snapshots_list(ch.ss, &v, &n), 0);
+	free(v);
+	cr_assert_eq(n, 0, "a snapshot not yet kept is listed");
+	cr_assert_eq(snapshots_find(ch.ss, s.uuid, &found), -ENOENT);
+	cr_assert_eq(snapshots_open(ch.ss, s.seq), -ENOENT);
+	cr_assert(store_marked(s.seq), "not marked: a stop would keep it");
+	cr_assert_eq(snapshots_unhold(ch.ss, true), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+
+	cr_assert_not(store_marked(s.seq), "kept, yet still marked");
+	assert_list_is_the_store();
+	cr_assert_eq(snapshots_find(ch.ss, s.uuid, &found), 0);
+	got = chain_read_all(&ch, s.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0,
+		     "the write held back is in the snapshot");
+	free(got);
+	chain_stop(&ch, true);
+	chain_start(&ch);
+	assert_list_is_the_store();
+	got = chain_read_all(&ch, s.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0, "after a restart");
+	free(got);
+	free(then);
+}
+
+Test(snapshot, a_held_snapshot_not_kept_leaves_nothing_and_older_ones_whole)
+{
+	unsigned char *then, *got;
+	struct snapshot s1, s2, *v;
+	uint64_t used;
+	size_t n;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	s1 = snap();
+	then = chain_read_all(&ch, 0);
+	write_pattern(0, SIZE / 2, 2);
+	cr_assert_eq(cow_flush(ch.c), 0);
+	used = store_bytes_used(ch.s);
+
+	snapshots_hold(ch.ss);
+	cr_assert_eq(snapshots_take_held(ch.ss, true, &s2), 0);
+	cr_assert_eq(snapshots_unhold(ch.ss, false), 0);
+	cr_assert_not(store_has(s2.seq));
+	cr_assert_eq(snapshots_list(ch.ss, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(v[0].seq, s1.seq);
+	free(v);
+	assert_list_is_the_store();
+	cr_assert_eq(store_bytes_used(ch.s), used);
+
+	/* the chain preserves for s1 again, and not twice what it has */
+	write_pattern(0, SIZE, 3);
+	cr_assert_eq(cow_flush(ch.c), 0);
+	got = chain_read_all(&ch, s1.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0);
+	free(got);
+	chain_stop(&ch, true);
+	chain_start(&ch);
+	got = chain_read_all(&ch, s1.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0, "after a restart");
+	free(got);
+	free(then);
+}
+
+Test(snapshot, a_held_snapshot_that_cannot_be_kept_or_purged_goes_at_mount)
+{
+	unsigned char *then, *got;
+	struct snapshot s1, s2, found;
+
+	chain_init(&ch, SIZE, CS, DURABILITY_PROCESS);
+	write_pattern(0, SIZE, 1);
+	s1 = snap();
+	then = chain_read_all(&ch, 0);
+
+	/* the store is what a stop between take and keep leaves */
+	snapshots_hold(ch.ss);
+	cr_assert_eq(snapshots_take_held(ch.ss, true, &s2), 0);
+	keep_fails = -EIO;
+	purge_fails = -EIO;
+	cr_assert_eq(snapshots_unhold(ch.ss, true), -EIO);
+	cr_assert_eq(keep_fails, 0, "the keep was tried");
+	cr_assert_eq(purge_fails, 0, "the purge was tried");
+	cr_assert_eq(snapshots_find(ch.ss, s2.uuid, &found), -ENOENT);
+	cr_assert(store_marked(s2.seq));
+
+	write_pattern(0, SIZE, 2);
+	chain_stop(&ch, true);
+	chain_start(&ch);
+	cr_assert_not(store_has(s2.seq), "back after a restart");
+	assert_list_is_the_store();
+	got = chain_read_all(&ch, s1.seq);
+	cr_assert_eq(memcmp(got, then, SIZE), 0);
+	free(got);
+	free(then);
 }
