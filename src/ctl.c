@@ -317,7 +317,9 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 	const char *onfull = d->opts.on_full == ON_FULL_DROP_OLDEST
 				     ? "drop-oldest"
 				     : "fail-writes";
-	uint64_t used = store_bytes_used(d->store);
+	uint64_t used = store_bytes_used(d->store), rdone = 0, rtotal = 0;
+	char ruuid[37] = "";
+	bool reverting = revert_resuming(d, ruuid, &rdone, &rtotal);
 	int r;
 
 	r = snapshots_list(d->snaps, &snaps, &nsnaps);
@@ -342,11 +344,19 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 			"\"diff_bytes\": %" PRIu64 ", \"diff_max\": %" PRIu64
 			", \"on_full\": \"%s\", "
 			"\"durability\": \"%s\", \"read_only\": %s, "
-			"\"clean_shutdown\": %s, \"generations\": [",
+			"\"clean_shutdown\": %s, \"reverting\": ",
 			d->backing.size, si->chunk_size, si->cbt_block_size,
 			si->generation, nsnaps, nbms, used, d->opts.diff_max,
 			onfull, dur, d->opts.ro ? "true" : "false",
 			si->prev_clean ? "true" : "false");
+		if (reverting)
+			fprintf(out,
+				"{\"uuid\": \"%s\", \"done\": %" PRIu64
+				", \"total\": %" PRIu64 "}",
+				ruuid, rdone, rtotal);
+		else
+			fputs("null", out);
+		fputs(", \"generations\": [", out);
 		for (size_t i = 0; i < ngens; i++) {
 			char when[32];
 
@@ -403,6 +413,11 @@ static int cmd_status(struct daemon *d, bool json, FILE *out)
 	else
 		fprintf(out, "diff_max:        0 (no limit, on_full=%s)\n",
 			onfull);
+	if (reverting)
+		fprintf(out,
+			"reverting:       to %s, an interrupted revert "
+			"(%" PRIu64 " of %" PRIu64 " bytes)\n",
+			ruuid, rdone, rtotal);
 	fprintf(out,
 		"durability:      %s\n"
 		"read_only:       %s\n"
@@ -508,6 +523,31 @@ static int cmd_resize(struct daemon *d, char **args, int nargs, FILE *out,
 	return r;
 }
 
+/* Whether request word w changes snapshots or live.img. */
+static bool is_change(const char *w)
+{
+	return !strcmp(w, "create") || !strcmp(w, "delete") ||
+	       !strcmp(w, "revert") || !strcmp(w, "resize") ||
+	       !strcmp(w, "hold");
+}
+
+/* Whether a revert an earlier run began is being finished (msg says so):
+ * nothing changes snapshots or live.img meanwhile. */
+static bool busy_reverting(struct daemon *d, char *msg, size_t msg_len)
+{
+	uint64_t done, total;
+	char uuid[37];
+
+	if (!revert_resuming(d, uuid, &done, &total))
+		return false;
+	snprintf(msg, msg_len,
+		 "finishing an interrupted revert to %s (%" PRIu64
+		 " of %" PRIu64
+		 " bytes): try again when status no longer shows it",
+		 uuid, done, total);
+	return true;
+}
+
 /* ctl_handle; fd, when not -1, is the client's connection, for a long
  * request's progress lines. */
 static int handle(struct daemon *d, uid_t peer, const char *line, int fd,
@@ -528,7 +568,9 @@ static int handle(struct daemon *d, uid_t peer, const char *line, int fd,
 		return -ENOMEM;
 	}
 	n = split_words(copy, words, 64);
-	if (!peer_may_control(peer)) {
+	if (n && is_change(words[0]) && busy_reverting(d, msg, sizeof(msg))) {
+		r = -EBUSY;
+	} else if (!peer_may_control(peer)) {
 		r = -EACCES;
 		snprintf(msg, sizeof(msg),
 			 "only root or the user who mounted may control this "
@@ -682,7 +724,7 @@ static void serve_group(struct ctl *c, int fd, uid_t peer, char *buf,
 	struct daemon *d = c->d;
 	struct group_conn gc = { .fd = fd, .stop_fd = c->stop_fd };
 	char *nl = memchr(buf, '\n', got), *words[3], *end;
-	char line[64], why[96] = "";
+	char line[64], why[96] = "", busy[224];
 	struct snapshot snap;
 	unsigned long ms = 0;
 	bool taken = false, aborted = false;
@@ -710,6 +752,10 @@ static void serve_group(struct ctl *c, int fd, uid_t peer, char *buf,
 	if (d->opts.ro) {
 		group_reply(fd, "error %d live.img is mounted read-only\n",
 			    EROFS);
+		return;
+	}
+	if (busy_reverting(d, busy, sizeof(busy))) {
+		group_reply(fd, "error %d %s\n", EBUSY, busy);
 		return;
 	}
 	if (n != 2 || ms < 1 || ms > CTL_HOLD_MAX_MS ||

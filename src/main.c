@@ -229,7 +229,7 @@ static int drop_oldest_snapshot(void *snaps)
 static int daemon_start(struct daemon *d, char *err, size_t err_len)
 {
 	struct store_config sc;
-	int r;
+	int r, pending = 0;
 
 	r = backing_open(&d->backing, d->opts.backing, d->opts.ro, err,
 			 err_len);
@@ -264,12 +264,14 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 					  d->snaps);
 		r = recovery_at_mount(d);
 	}
-	/* A revert a crash interrupted is finished before anyone reads
-	 * live.img; one that fails again is an event, not a refused mount. */
+	/* A revert a crash interrupted is finished once mounted, live.img
+	 * closed to everyone until then. */
 	if (!r) {
-		r = revert_resume(d, err, err_len);
-		if (r)
+		r = revert_pending(d, err, err_len);
+		if (r < 0)
 			return r;
+		pending = r;
+		r = 0;
 	}
 	if (r) {
 		snprintf(err, err_len, "store %s: cannot load: %s",
@@ -291,6 +293,15 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 			 d->opts.mountpoint);
 		return r;
 	}
+	if (pending) {
+		r = revert_resume_start(d);
+		if (r) {
+			snprintf(err, err_len,
+				 "cannot finish an interrupted revert: %s",
+				 strerror(-r));
+			return r;
+		}
+	}
 	r = ctl_start(&d->ctl, d);
 	if (r)
 		snprintf(err, err_len, "cannot open the control socket in %s",
@@ -302,6 +313,7 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 static void daemon_stop(struct daemon *d, bool clean)
 {
 	ctl_stop(d->ctl);
+	revert_resume_stop(d);
 	fs_unmount(d->fs);
 	if (d->cow && clean && (cow_flush(d->cow) || cbt_seal(d->cbt)))
 		clean = false;

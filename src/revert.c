@@ -13,13 +13,15 @@
  * open generation marks the blocks changed.  The cost grows with what
  * changed since S, not with the image (a read and a write per changed
  * chunk, merged where they touch).  The range S never had (the image grew
- * after it) is zeroed: live.img keeps its size, since a smaller image
+ * after it) is punched (zeros): live.img keeps its size, since a smaller image
  * would drop what later snapshots hold there, and shrinking is not done.
  *
  * Crashes: the store's meta value `revert_to` ("SEQ UUID") is committed
  * before the first byte moves and cleared once every byte is written and
- * synced; a mount that finds it set copies the same chunks again before
- * it serves anything (revert_resume).  Copying again is harmless: S's
+ * synced; a mount that finds it set copies the same chunks again
+ * (revert_pending, revert_resume_start): it mounts first, so that a long
+ * finish never holds a boot's mount past its timeout, and keeps live.img
+ * closed and every change refused until done.  Copying again is harmless: S's
  * bytes do not change, the chunks already copied are preserved for the
  * newest snapshot already, and the chunks the first run made copies of
  * (for the newest snapshot) have copies after S anyway.  S cannot be
@@ -29,9 +31,12 @@
  * error, a full store with on_full=fail-writes) clears the record
  * instead: live.img is open to writers again, and a later mount must not
  * copy S over what they write; the error says that it is part reverted.
+ * One whose record cannot be cleared keeps live.img closed until the
+ * daemon restarts and finishes it.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +102,8 @@ static int put_back(struct daemon *d, const unsigned char *buf, size_t len,
  * gets the bytes copied.  Queued writes must be written already (their
  * copies recorded).  0 or -errno. */
 static int copy_back(struct daemon *d, const struct snapshot *snap,
-		     revert_progress_fn *fn, void *arg, uint64_t *copied)
+		     revert_progress_fn *fn, void *arg, const bool *stop,
+		     uint64_t *copied)
 {
 	uint64_t cs = store_info(d->store)->chunk_size, total = 0, done = 0;
 	uint64_t size = d->backing.size, last_told = 0;
@@ -131,6 +137,9 @@ static int copy_back(struct daemon *d, const struct snapshot *snap,
 
 			if ((r = FAULT("revert.copy")) > 0)
 				r = -EIO;
+			if (!r && stop &&
+			    __atomic_load_n(stop, __ATOMIC_RELAXED))
+				r = -EINTR; /* the daemon stops */
 			if (r)
 				break;
 			got = cow_read_snapshot(d->cow, snap->seq, buf, len,
@@ -220,7 +229,7 @@ int revert_run(struct daemon *d, const char *uuid, revert_progress_fn *fn,
 	snprintf(mark, sizeof(mark), "revert %s", snap.uuid);
 	iolog_mark(mark);
 	log_info("revert: live.img to snapshot %s", snap.uuid);
-	r = copy_back(d, &snap, fn, arg, &copied);
+	r = copy_back(d, &snap, fn, arg, NULL, &copied);
 	e = journal_clear(d);
 	if (e) {
 		/* Left recorded, the next mount copies the snapshot again,
@@ -258,11 +267,20 @@ out:
 	return r;
 }
 
-int revert_resume(struct daemon *d, char *err, size_t err_len)
+/* A revert a crash interrupted, being finished by this mount. */
+struct revert_resume {
+	pthread_t thread;
+	struct snapshot snap;
+	bool stop; /* the daemon stops: leave the rest to the next mount */
+	bool started; /* the thread runs */
+	bool done;
+	uint64_t copied, total; /* progress, for status */
+};
+
+int revert_pending(struct daemon *d, char *err, size_t err_len)
 {
 	char rec[64] = "", uuid[37] = "";
 	struct snapshot snap;
-	uint64_t copied;
 	long long seq;
 	int r;
 
@@ -271,8 +289,7 @@ int revert_resume(struct daemon *d, char *err, size_t err_len)
 		return 0;
 	if (r) {
 		snprintf(err, err_len,
-			 "cannot read the store's record of a "
-			 "revert: %s",
+			 "cannot read the store's record of a revert: %s",
 			 strerror(-r));
 		return r;
 	}
@@ -287,8 +304,8 @@ int revert_resume(struct daemon *d, char *err, size_t err_len)
 		r = journal_clear(d);
 		if (r)
 			snprintf(err, err_len,
-				 "cannot clear the store's "
-				 "record of a revert: %s",
+				 "cannot clear the store's record of a "
+				 "revert: %s",
 				 strerror(-r));
 		return r;
 	}
@@ -301,11 +318,47 @@ int revert_resume(struct daemon *d, char *err, size_t err_len)
 		snapshots_unpin(d->snaps, snap.seq);
 		return -EROFS;
 	}
+	d->resume = calloc(1, sizeof(*d->resume));
+	if (!d->resume) {
+		snapshots_unpin(d->snaps, snap.seq);
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	d->resume->snap = snap;
+	return 1;
+}
+
+static void resume_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct revert_resume *rr = arg;
+
+	__atomic_store_n(&rr->total, total, __ATOMIC_RELAXED);
+	__atomic_store_n(&rr->copied, done, __ATOMIC_RELAXED);
+}
+
+static void *resume_thread(void *arg)
+{
+	struct daemon *d = arg;
+	struct revert_resume *rr = d->resume;
+	const char *uuid = rr->snap.uuid;
+	uint64_t copied = 0;
+	int r;
+
 	log_info("revert: finishing the revert to %s an earlier run began",
 		 uuid);
 	r = cow_flush(d->cow);
 	if (!r)
-		r = copy_back(d, &snap, NULL, NULL, &copied);
+		r = copy_back(d, &rr->snap, resume_progress, rr, &rr->stop,
+			      &copied);
+	if (r == -EINTR) {
+		/* stopped with the daemon: recorded still, for the next */
+		log_info("revert: stopped after %" PRIu64 " bytes; the next "
+			 "mount goes on",
+			 copied);
+		snapshots_unpin(d->snaps, rr->snap.seq);
+		__atomic_store_n(&rr->done, true, __ATOMIC_RELEASE);
+		return NULL;
+	}
 	if (r) {
 		store_add_event(d->store, "revert",
 				"an interrupted revert to %s stopped again "
@@ -323,11 +376,56 @@ int revert_resume(struct daemon *d, char *err, size_t err_len)
 				" bytes copied",
 				uuid, copied);
 	}
-	snapshots_unpin(d->snaps, snap.seq);
-	r = journal_clear(d);
-	if (r)
-		snprintf(err, err_len,
-			 "cannot clear the store's record of a revert: %s",
-			 strerror(-r));
+	snapshots_unpin(d->snaps, rr->snap.seq);
+	fs_live_changed(d->fs);
+	/* Left recorded, the next mount would copy the snapshot again over
+	 * what is written meanwhile: live.img stays closed then. */
+	if (!journal_clear(d))
+		fs_live_unclaim(d->fs);
+	else
+		log_error("revert: live.img stays closed until snapfs "
+			  "restarts, which finishes the revert");
+	__atomic_store_n(&rr->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+int revert_resume_start(struct daemon *d)
+{
+	int r = fs_live_claim(d->fs);
+
+	if (!r)
+		r = -pthread_create(&d->resume->thread, NULL, resume_thread, d);
+	d->resume->started = !r;
+	if (r) {
+		snapshots_unpin(d->snaps, d->resume->snap.seq);
+		free(d->resume);
+		d->resume = NULL;
+	}
 	return r;
+}
+
+bool revert_resuming(struct daemon *d, char uuid[37], uint64_t *done,
+		     uint64_t *total)
+{
+	struct revert_resume *rr = d->resume;
+
+	if (!rr || __atomic_load_n(&rr->done, __ATOMIC_ACQUIRE))
+		return false;
+	memcpy(uuid, rr->snap.uuid, 37);
+	*done = __atomic_load_n(&rr->copied, __ATOMIC_RELAXED);
+	*total = __atomic_load_n(&rr->total, __ATOMIC_RELAXED);
+	return true;
+}
+
+void revert_resume_stop(struct daemon *d)
+{
+	if (!d->resume)
+		return;
+	__atomic_store_n(&d->resume->stop, true, __ATOMIC_RELAXED);
+	if (d->resume->started)
+		pthread_join(d->resume->thread, NULL);
+	else /* the mount failed before it began */
+		snapshots_unpin(d->snaps, d->resume->snap.seq);
+	free(d->resume);
+	d->resume = NULL;
 }

@@ -19,6 +19,7 @@ struct cbt;
 struct cow;
 struct ctl;
 struct fs;
+struct revert_resume;
 
 struct daemon {
 	struct snapfs_options opts;
@@ -33,6 +34,7 @@ struct daemon {
 	struct ctl *ctl;
 	struct fs *fs;
 	bool same_boot; /* the last run was on this boot (recovery.c) */
+	struct revert_resume *resume; /* a revert being finished (revert.c) */
 };
 
 #endif

@@ -117,6 +117,7 @@ start_snapfs() {
 	register_pid "$SNAPFS_PID"
 	for ((i = 0; i < 500; i++)); do
 		if mountpoint -q "$mnt"; then
+			wait_live "$mnt"
 			return 0
 		fi
 		if ! kill -0 "$SNAPFS_PID" 2>/dev/null; then
@@ -126,6 +127,19 @@ start_snapfs() {
 		sleep 0.02
 	done
 	fail "snapfs did not mount $mnt in 10 s"
+}
+
+# wait_live MNT: waits until MNT's live.img opens (a mount that finishes
+# an interrupted revert keeps it closed, EBUSY, until done).
+wait_live() {
+	local i
+	for ((i = 0; i < 3000; i++)); do
+		if : <"$1/live.img" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.02
+	done
+	fail "$1/live.img did not open in 60 s"
 }
 
 # stop_snapfs MNT: unmounts and checks that the daemon exited with 0.

@@ -162,6 +162,14 @@ def main():
         if not os.path.ismount(mnt):
             raise SystemExit(f"cut {cut}: snapfs did not mount (see "
                              f"{errlog.name})")
+        # a revert the cut interrupted is finished once mounted; live.img
+        # opens (no EBUSY) when it is done
+        for _ in range(3000):
+            try:
+                os.close(os.open(os.path.join(mnt, "live.img"), os.O_RDONLY))
+                break
+            except OSError:
+                time.sleep(0.02)
         try:
             shown = [f[:-4] for f in os.listdir(os.path.join(mnt, "snapshots"))]
             for u in shown:
