@@ -66,6 +66,8 @@
 
 enum { REGION_INTENT = 1, REGION_DIRTY = 2 };
 
+#define GROW_BATCH 1024 /* words a growth records per commit */
+
 /* The first page of cbt.map; the words follow it. */
 struct map_header {
 	uint64_t magic;
@@ -357,12 +359,54 @@ static uint64_t first_grown(const struct cbt *c, uint64_t old_size)
 	return old_size / c->bs;
 }
 
-int cbt_grow_prepare(struct cbt *c, uint64_t old_size, uint64_t new_size)
+/*
+ * Records the blocks a growth from old_size to new_size adds as changed in
+ * the open generation's store record: with edge, only the word they share
+ * with the old blocks (kept as the store has it: the map's bits, or ones
+ * where a write intent for its region is recorded, which later writes
+ * there rely on); without, every word past it (no old block in them).
+ */
+static int record_grown(struct cbt *c, uint64_t old_size, uint64_t new_size,
+			bool edge)
 {
 	uint64_t nb = (new_size + c->bs - 1) / c->bs, range[2];
 	struct cbt_word *w = NULL;
-	char path[4096];
 	size_t n = 0;
+	bool shared;
+	int r;
+
+	if (c->open_widened)
+		return 0;
+	r = ones_words(first_grown(c, old_size), nb, &w, &n, range);
+	if (r)
+		return r;
+	shared = range[0] < nwords(c);
+	if (edge && shared) {
+		w[0].bits |=
+			c->region[range[0] / CBT_REGION_WORDS] & REGION_INTENT
+				? word_mask(c, range[0])
+				: c->open_bits[range[0]];
+		range[1] = range[0];
+		r = store_replace_cbt_words(c->s, c->open_gen, range, 1, w, 1);
+	} else if (!edge) {
+		/* in batches, so that the commits of writes get the index
+		 * in between (+1 TiB: 256 batches at the default size) */
+		for (size_t i = shared; i < n && !r; i += GROW_BATCH) {
+			size_t k = n - i < GROW_BATCH ? n - i : GROW_BATCH;
+			uint64_t part[2] = { w[i].word, w[i + k - 1].word };
+
+			r = store_replace_cbt_words(c->s, c->open_gen, part, 1,
+						    w + i, k);
+		}
+	}
+	free(w);
+	return r;
+}
+
+int cbt_grow_prepare(struct cbt *c, uint64_t old_size, uint64_t new_size)
+{
+	uint64_t nb = (new_size + c->bs - 1) / c->bs;
+	char path[4096];
 	int fd, r;
 
 	if (nb > c->cap_blocks)
@@ -374,23 +418,20 @@ int cbt_grow_prepare(struct cbt *c, uint64_t old_size, uint64_t new_size)
 		r = -errno;
 	if (fd >= 0)
 		close(fd);
-	if (!r && !c->open_widened) {
-		r = ones_words(first_grown(c, old_size), nb, &w, &n, range);
-		/* the boundary word keeps what the store says of its old
-		 * blocks: the map's bits, or ones where a write intent for
-		 * its region is recorded (later writes there rely on it) */
-		if (!r && range[0] < nwords(c))
-			w[0].bits |= c->region[range[0] / CBT_REGION_WORDS] &
-						     REGION_INTENT
-					     ? word_mask(c, range[0])
-					     : c->open_bits[range[0]];
-		if (!r)
-			r = store_replace_cbt_words(c->s, c->open_gen, range, 1,
-						    w, n);
-	}
-	free(w);
+	if (!r)
+		r = record_grown(c, old_size, new_size, false);
 	if (r)
 		log_error("cbt: cannot prepare the bitmap for %llu bytes: %s",
+			  (unsigned long long)new_size, strerror(-r));
+	return r;
+}
+
+int cbt_grow_edge(struct cbt *c, uint64_t old_size, uint64_t new_size)
+{
+	int r = record_grown(c, old_size, new_size, true);
+
+	if (r)
+		log_error("cbt: cannot record the growth to %llu bytes: %s",
 			  (unsigned long long)new_size, strerror(-r));
 	return r;
 }
@@ -398,10 +439,18 @@ int cbt_grow_prepare(struct cbt *c, uint64_t old_size, uint64_t new_size)
 void cbt_grow_commit(struct cbt *c, uint64_t old_size, uint64_t new_size)
 {
 	uint64_t nb = (new_size + c->bs - 1) / c->bs;
+	uint64_t b = first_grown(c, old_size);
 
-	for (uint64_t b = first_grown(c, old_size); b < nb; b++)
+	/* a word at a time (+8 TiB is 2^21 words, 2^27 blocks) */
+	for (; b < nb && b % 64; b++) /* shared with old blocks */
 		__atomic_fetch_or(&c->open_bits[b / 64], 1ull << (b % 64),
 				  __ATOMIC_RELAXED);
+	for (; b + 64 <= nb; b += 64)
+		__atomic_store_n(&c->open_bits[b / 64], ~0ull,
+				 __ATOMIC_RELAXED);
+	if (b < nb)
+		__atomic_store_n(&c->open_bits[b / 64], (1ull << (nb - b)) - 1,
+				 __ATOMIC_RELAXED);
 	c->map_len = map_bytes(nb);
 	__atomic_store_n(&c->nblocks, nb, __ATOMIC_RELEASE);
 	c->map->nblocks = nb;

@@ -159,9 +159,12 @@ static inline void stripes_unlock(struct cow *c, const struct stripe_set *set)
 /* Clips [off, off+len) to the image; returns the new length. */
 static inline size_t clip(const struct cow *c, size_t len, uint64_t off)
 {
-	if (off >= c->size)
+	/* a growth publishes the size after its tables (cow_grow_commit) */
+	uint64_t size = __atomic_load_n(&c->size, __ATOMIC_ACQUIRE);
+
+	if (off >= size)
 		return 0;
-	return len > c->size - off ? (size_t)(c->size - off) : len;
+	return len > size - off ? (size_t)(size - off) : len;
 }
 
 /* cow.c: preserves chunks[0..n) (n <= COW_BATCH_CHUNKS) with their bits;

@@ -9,12 +9,15 @@
  * snapshots hold past its end.  Sizes are whole chunks, so that no chunk
  * a snapshot preserved changes length.
  *
- * First a block device's new range is zeroed (nothing uses it yet).  Then
+ * First, while writes go on, a block device's new range is zeroed and
+ * cbt.map gets its room, the open generation's record in the store the
+ * words of only new blocks as changed (cbt_grow_prepare: durable, and
+ * past the image, so nothing reads them yet; a growth by 1 TiB is 262144
+ * rows at the default block size, which writes need not wait for).  Then
  * the steps, with the chain quiesced (no write in flight or starting):
- *   1. the tables that grow with the image get their room (nothing seen
- *      changes): the chain's per-chunk bits (cow_grow_prepare) and
- *      cbt.map, where the open generation's record in the store gets the
- *      new blocks as changed (cbt_grow_prepare, durable);
+ *   1. the chain's per-chunk bits get their room (cow_grow_prepare) and
+ *      the store's record the word the new blocks share with the old
+ *      ones (cbt_grow_edge);
  *   2. the store records the new size, still accepting the old one
  *      (store_resize);
  *   3. a file backing grows (extended and synced);
@@ -84,12 +87,19 @@ int resize_run(struct daemon *d, uint64_t new_size, char *msg, size_t msg_len)
 	if (r || new_size == old)
 		return r;
 	r = backing_grow_prepare(&d->backing, new_size, msg, msg_len);
-	if (r)
+	if (!r)
+		r = cbt_grow_prepare(d->cbt, old, new_size);
+	if (r) {
+		if (!msg[0])
+			snprintf(msg, msg_len,
+				 "cannot make room for %" PRIu64 " bytes: %s",
+				 new_size, strerror(-r));
 		return r;
+	}
 	cow_quiesce(d->cow);
 	r = cow_grow_prepare(d->cow, new_size);
 	if (!r)
-		r = cbt_grow_prepare(d->cbt, old, new_size);
+		r = cbt_grow_edge(d->cbt, old, new_size);
 	if (r) {
 		snprintf(msg, msg_len,
 			 "cannot make room for %" PRIu64 " bytes: %s", new_size,

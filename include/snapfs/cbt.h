@@ -51,16 +51,20 @@ int cbt_create(struct cbt **out, struct store *s, uint64_t image_size,
 void cbt_destroy(struct cbt *c);
 
 /*
- * A growth of the image from old_size to new_size, in two steps with the
- * chain quiesced: prepare makes room in cbt.map and records the new
- * blocks as changed in the open generation's store record (durable; a
- * growth that then fails leaves only words past the image, which nothing
- * reads); commit, once the image has grown, sets their bits and the new
- * size (every bitmap, closed ones too, is then of the new size: zeros
- * where an older generation had no such block).  prepare: 0, -EFBIG past
- * what a mount can grow to (BACKING_MAX_GROWN), or -errno.
+ * A growth of the image from old_size to new_size, in three steps:
+ * prepare (while writes go on; no other generation change or growth may
+ * run) makes room in cbt.map and records the words of only new blocks as
+ * changed in the open generation's store record (durable; a growth that
+ * then fails leaves only words past the image, which nothing reads);
+ * edge, with the chain quiesced, records the word the new blocks share
+ * with the old ones; commit, once the image has grown, sets their bits
+ * and the new size (every bitmap, closed ones too, is then of the new
+ * size: zeros where an older generation had no such block).  prepare: 0,
+ * -EFBIG past what a mount can grow to (BACKING_MAX_GROWN), or -errno;
+ * edge: 0 or -errno.
  */
 int cbt_grow_prepare(struct cbt *c, uint64_t old_size, uint64_t new_size);
+int cbt_grow_edge(struct cbt *c, uint64_t old_size, uint64_t new_size);
 void cbt_grow_commit(struct cbt *c, uint64_t old_size, uint64_t new_size);
 
 /* Blocks of the image and bytes of one bitmap file. */

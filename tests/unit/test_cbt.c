@@ -279,6 +279,7 @@ Test(cbt, a_sequential_writer_records_regions_ahead)
 static void grow(uint64_t from, uint64_t to, bool grow_file, bool commit)
 {
 	cr_assert_eq(cbt_grow_prepare(ch.cbt, from * BS, to * BS), 0);
+	cr_assert_eq(cbt_grow_edge(ch.cbt, from * BS, to * BS), 0);
 	cr_assert_eq(store_resize(ch.s, to * BS), 0);
 	if (grow_file)
 		cr_assert_eq(truncate(ch.img, (off_t)(to * BS)), 0);
