@@ -37,6 +37,7 @@
 #include "snapfs/backup.h"
 #include "snapfs/progress.h"
 #include "fullio.h"
+#include "zero.h"
 
 #define PIECE (1u << 20)
 
@@ -89,9 +90,21 @@ int backup_read_sidecar(const char *dest, char uuid[37])
 	return 0;
 }
 
-static bool all_zero(const unsigned char *p, size_t len)
+int backup_open_source(const char *path, uint64_t *size, char *err,
+		       size_t err_len)
 {
-	return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd >= 0 && fstat(fd, &st) == 0) {
+		*size = (uint64_t)st.st_size;
+		return fd;
+	}
+	r = -errno;
+	snprintf(err, err_len, "%s: %s", path, strerror(-r));
+	if (fd >= 0)
+		close(fd);
+	return r;
 }
 
 /* Copies [off, off+len) from src to dst. */
@@ -214,19 +227,17 @@ int backup_run(const struct backup_job *job, char *err, size_t err_len)
 	struct progress p;
 	uint64_t total = 0;
 	unsigned char *buf = NULL;
-	struct stat sst, dst;
+	struct stat dst;
 	bool is_file = true, exists;
 	uint64_t size;
 	int src, dfd = -1, r;
 	char held[37];
 
-	src = open(job->source, O_RDONLY | O_CLOEXEC);
-	if (src < 0 || fstat(src, &sst) < 0) {
-		r = -errno;
-		snprintf(err, err_len, "%s: %s", job->source, strerror(-r));
+	src = backup_open_source(job->source, &size, err, err_len);
+	if (src < 0) {
+		r = src;
 		goto out;
 	}
-	size = (uint64_t)sst.st_size;
 	exists = stat(job->dest, &dst) == 0;
 	if (exists && !S_ISREG(dst.st_mode) && !S_ISBLK(dst.st_mode)) {
 		r = -EINVAL;

@@ -88,6 +88,7 @@
 #include "snapfs/store.h"
 #include "snapfs/uring.h"
 #include "cow_int.h"
+#include "zero.h"
 
 #define ZERO_WRITE_LEN (1u << 20)
 /* A discard takes the instant lock for this much at a time (cow_discard). */
@@ -318,11 +319,6 @@ void cow_destroy(struct cow *c)
 	free(c);
 }
 
-static bool is_zero(const unsigned char *p, size_t len)
-{
-	return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
-}
-
 /* Bytes of chunk i inside the image (the last chunk may be short). */
 static size_t chunk_len(const struct cow *c, uint64_t i)
 {
@@ -465,7 +461,7 @@ int cow_preserve(struct cow *c, const uint64_t *chunks, size_t n,
 		unsigned char *p = buf + i * c->cs;
 
 		rows[i].crc = crc32c(p, c->cs);
-		if (!is_zero(p, c->cs)) {
+		if (!all_zero(p, c->cs)) {
 			rows[i].data = p; /* written by the group commit */
 			nz[nnz++] = i;
 		} else {

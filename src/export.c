@@ -32,6 +32,7 @@
 
 #include "snapfs/export.h"
 #include "fullio.h"
+#include "zero.h"
 
 #define EXPORT_PIECE (4u << 20)
 #define ZERO_UNIT 4096u
@@ -113,11 +114,6 @@ static int data(struct stream *st, uint64_t off, const unsigned char *p,
 	return r ? r : put(st, p, len);
 }
 
-static bool all_zero(const unsigned char *p, size_t len)
-{
-	return len == 0 || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
-}
-
 /* One extent of the source, read and cut into 'w' and 'z' records. */
 static int put_range(struct stream *st, int src, uint64_t off, uint64_t len,
 		     unsigned char *buf, struct progress *p)
@@ -166,16 +162,13 @@ int export_diff_run(const struct export_job *job, char *err, size_t err_len)
 	char tmp[4200] = "";
 	struct progress p;
 	uint64_t size, total = 0;
-	struct stat sst;
 	int src, r;
 
-	src = open(job->source, O_RDONLY | O_CLOEXEC);
-	if (src < 0 || fstat(src, &sst) < 0) {
-		r = -errno;
-		snprintf(err, err_len, "%s: %s", job->source, strerror(-r));
+	src = backup_open_source(job->source, &size, err, err_len);
+	if (src < 0) {
+		r = src;
 		goto out;
 	}
-	size = (uint64_t)sst.st_size;
 	if (!job->since) {
 		r = backup_data_extents(src, size, &owned, &next);
 		if (r) {

@@ -51,14 +51,10 @@
 #include "snapfs/revert.h"
 #include "snapfs/snapshot.h"
 #include "snapfs/store.h"
+#include "zero.h"
 
 #define REVERT_IO (1u << 20) /* bytes a read and a write move at most */
 #define JOURNAL "revert_to"
-
-static bool all_zero(const unsigned char *p, size_t len)
-{
-	return !len || (!p[0] && !memcmp(p, p + 1, len - 1));
-}
 
 /*
  * Puts snapshot bytes buf, read for [off, off+len), into live.img: runs

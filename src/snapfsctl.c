@@ -757,6 +757,24 @@ static int copy_option(int argc, char **argv, int *i, const char **since,
 	return 1;
 }
 
+/* The extents changed from snapshot (or bookmark) from to snapshot to
+ * ("-": now), from the daemon (*ext, caller frees).  0, or the exit
+ * status of a failure already reported. */
+static int changed_extents(const char *mnt, const char *from, const char *to,
+			   struct backup_extent **ext, size_t *n)
+{
+	char req[128], *body = NULL;
+	int r;
+
+	snprintf(req, sizeof(req), "changed %s %s", from, to);
+	r = request(mnt, req, &body);
+	if (r)
+		return r;
+	r = parse_extents(body, ext, n);
+	free(body);
+	return r ? fail("out of memory") : 0;
+}
+
 /*
  * What backup and export-diff read: snapshot uuid's image (its path into
  * source) and, with since, the extents changed since it (*ext, caller
@@ -766,9 +784,7 @@ static int copy_source(const char *cmd, const char *mnt, const char *uuid,
 		       const char *since, char source[4200],
 		       struct backup_extent **ext, size_t *n)
 {
-	char req[128], *body = NULL;
 	struct stat st;
-	int r;
 
 	*ext = NULL;
 	*n = 0;
@@ -783,15 +799,7 @@ static int copy_source(const char *cmd, const char *mnt, const char *uuid,
 		return fail("snapshot %s: %s", uuid,
 			    errno == ENOENT ? "no such snapshot"
 					    : strerror(errno));
-	if (!since)
-		return 0;
-	snprintf(req, sizeof(req), "changed %s %s", since, uuid);
-	r = request(mnt, req, &body);
-	if (r)
-		return r;
-	r = parse_extents(body, ext, n);
-	free(body);
-	return r ? fail("out of memory") : 0;
+	return since ? changed_extents(mnt, since, uuid, ext, n) : 0;
 }
 
 static int cmd_export(const char *mnt, int argc, char **argv)
@@ -864,18 +872,13 @@ static int cmd_summary(const char *mnt, const char *from, const char *to,
 static int changed_json(const char *mnt, const char *from, const char *to)
 {
 	struct backup_extent *ext = NULL;
-	char req[128], path[4200], *body = NULL;
+	char path[4200];
 	size_t n = 0;
 	int fd, r;
 
-	snprintf(req, sizeof(req), "changed %s %s", from, to);
-	r = request(mnt, req, &body);
+	r = changed_extents(mnt, from, to, &ext, &n);
 	if (r)
 		return r;
-	r = parse_extents(body, &ext, &n);
-	free(body);
-	if (r)
-		return fail("out of memory");
 	if (strcmp(to, "-"))
 		snprintf(path, sizeof(path), "%s/snapshots/%s.img", mnt, to);
 	else

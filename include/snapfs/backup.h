@@ -46,6 +46,11 @@ int backup_data_extents(int fd, uint64_t size, struct backup_extent **out,
  * until a byte is not).  0 or -errno. */
 int backup_zero(int fd, uint64_t off, uint64_t len, bool *zero);
 
+/* Opens the image at path to copy from (backup, export-diff): its
+ * descriptor and *size, or -errno with one line in err. */
+int backup_open_source(const char *path, uint64_t *size, char *err,
+		       size_t err_len);
+
 /* Reads DEST's sidecar: the uuid it holds when complete.  0, -ENOENT (no
  * sidecar) or -EINVAL (incomplete or unreadable). */
 int backup_read_sidecar(const char *dest, char uuid[37]);

@@ -124,5 +124,21 @@ if [ -e "$S/b.diff" ] || [ -e "$S/b.diff.partial" ]; then fail "a failed export 
 rc=0
 "$SNAPFSCTL" export-diff "$MNT" "$D" "$S/1" "$S/2" 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "two FILEs: exit $rc, not 2"
+# a malformed uuid, either end: bad usage, one line, nothing written
+for args in "not-a-uuid" "$D --since not-a-uuid"; do
+	rc=0
+	# shellcheck disable=SC2086 # two words on purpose
+	"$SNAPFSCTL" export-diff "$MNT" $args "$S/bad" 2>"$S/err" || rc=$?
+	[ "$rc" = 2 ] || fail "export-diff $args: exit $rc, not 2"
+	[ "$(wc -l <"$S/err")" = 1 ] || fail "export-diff $args: $(cat "$S/err")"
+	if [ -e "$S/bad" ] || [ -e "$S/bad.partial" ]; then
+		fail "export-diff $args wrote a file"
+	fi
+done
+# a binary stream is not written to a terminal
+out=$(script -qec "$SNAPFSCTL export-diff $MNT $D; echo rc=\$?" /dev/null | tr -d '\r')
+echo "$out" | grep -q "not writing a binary stream to a terminal" ||
+	fail "export-diff to a terminal: $out"
+echo "$out" | grep -q "rc=2" || fail "export-diff to a terminal: not exit 2: $out"
 stop_snapfs "$MNT"
 echo "export-diff: ok"

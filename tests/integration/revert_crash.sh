@@ -26,7 +26,7 @@ random_writes "$L" 12 32
 T=$(snap "$MNT")
 # scattered writes: many extents to copy back, a crash point each
 for ((i = 0; i < 24; i++)); do
-	dd if=/dev/urandom of="$L" bs=4K seek=$((RANDOM % 8000)) \
+	dd if=/dev/urandom of="$L" bs=4K seek=$((RANDOM % 7800)) \
 		count=$((RANDOM % 300 + 1)) conv=notrunc status=none
 done
 SUM_S=$(sum "$MNT/snapshots/$S.img")
